@@ -1,0 +1,164 @@
+"""Run configuration: one pydantic model, loaded from YAML, defaults here and nowhere else.
+
+Every random choice in a run takes its seed from ``RunConfig.seed`` (combined with a unit id).
+Errors name the key, the value given and what is allowed, on one line.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message is one line that names the key and the fix."""
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ShapesWorldConfig(Section):
+    """The embedded procedural world (pipeline/shapesworld)."""
+
+    image_size: int = Field(64, ge=16, le=1024, description="rendered image side in pixels")
+    families: int = Field(200, ge=1, description="base scenes in the pool; each gets variants")
+    variants_per_family: int = Field(4, ge=0, description="one-edit variants rendered per base scene")
+    max_objects: int = Field(4, ge=1, le=4, description="objects per scene: 1 to this many")
+
+
+class SourceConfig(Section):
+    """Where the image pool comes from."""
+
+    kind: Literal["shapesworld", "folder", "parquet", "cirr", "fashioniq"] = "shapesworld"
+    path: Path | None = Field(None, description="folder / table / dataset root (not for shapesworld)")
+    shapesworld: ShapesWorldConfig = ShapesWorldConfig()
+
+    @model_validator(mode="after")
+    def _path_needed(self):
+        if self.kind != "shapesworld" and self.path is None:
+            raise ValueError(f"source.kind={self.kind!r} needs source.path (a folder or file)")
+        if self.path is not None and not self.path.exists():
+            raise ValueError(f"source.path={str(self.path)!r} does not exist: give an existing file or folder")
+        return self
+
+
+class SplitConfig(Section):
+    """Share of units per split; assignment is by unit, deterministic for a seed."""
+
+    train: float = Field(0.9, ge=0, le=1)
+    val: float = Field(0.05, ge=0, le=1)
+    test: float = Field(0.05, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _sum_to_one(self):
+        total = self.train + self.val + self.test
+        if abs(total - 1.0) > 1e-6:
+            raise ValueError(f"splits must add up to 1.0, got {total:g}")
+        return self
+
+
+class ShardConfig(Section):
+    """How rows are cut into units (one committed shard per unit) and written."""
+
+    rows_per_unit: int = Field(256, ge=1, description="pairs per work unit; one shard per unit and split")
+    row_group_size: int = Field(100, ge=1, description="Parquet row group size (HF uses 100 for images)")
+    embed_images: bool = Field(True, description="embed image bytes; false writes paths only")
+    compression: Literal["zstd", "snappy", "none"] = "zstd"
+
+
+class GeneratorConfig(Section):
+    """Who writes the modification texts."""
+
+    kind: Literal["annotator"] = Field(
+        "annotator", description="annotator: the ShapesWorld ground-truth annotator (seed-set writer)"
+    )
+
+
+class RuntimeConfig(Section):
+    """Where the stages run."""
+
+    ray_address: str | None = Field(None, description="join this Ray cluster; else RAY_ADDRESS, else local")
+    num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; default all")
+    progress: bool = True
+
+
+class RunConfig(Section):
+    """One generation run."""
+
+    name: str = Field("shapesworld-demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    out_dir: Path = Path("out")
+    seed: int = 0
+    source: SourceConfig = SourceConfig()
+    splits: SplitConfig = SplitConfig()
+    shards: ShardConfig = ShardConfig()
+    generator: GeneratorConfig = GeneratorConfig()
+    runtime: RuntimeConfig = RuntimeConfig()
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.out_dir / self.name
+
+    def config_hash(self) -> str:
+        """Hash of everything that changes rows (not where they are written, not runtime)."""
+        d = self.model_dump(mode="json", exclude={"out_dir": True, "runtime": True})
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _fmt_error(err: ValidationError, source: str) -> str:
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    given = e.get("input")
+    kind = e["type"]
+    if kind == "extra_forbidden":
+        msg = f"unknown key {key!r}"
+        parent = _section_for(e["loc"][:-1])
+        if parent is not None:
+            msg += f"; allowed here: {', '.join(sorted(parent.model_fields))}"
+    elif kind == "missing":
+        msg = f"missing key {key!r}"
+    else:
+        msg = f"bad value for {key!r}: {given!r} ({e['msg']})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {msg}{more}"
+
+
+def _section_for(loc: tuple) -> type[BaseModel] | None:
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
+            return None
+        model = field.annotation
+    return model
+
+
+def parse_config(data: dict, source: str = "config") -> RunConfig:
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(_fmt_error(err, source)) from None
+
+
+def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
+    """Load a YAML run config; relative paths inside it are taken from the current directory."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} not found: pass an existing YAML file (e.g. configs/demo.yaml)")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    for dotted, value in (overrides or {}).items():
+        node = data
+        *parents, leaf = dotted.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return parse_config(data, str(path))
