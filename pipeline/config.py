@@ -48,7 +48,8 @@ class SourceConfig(Section):
 
 
 class SplitConfig(Section):
-    """Share of units per split; assignment is by unit, deterministic for a seed."""
+    """Share of pairs per split, assigned by the pair's group (its label, else the reference id)
+    with a seeded hash, so that a family of images never straddles two splits."""
 
     train: float = Field(0.9, ge=0, le=1)
     val: float = Field(0.05, ge=0, le=1)
@@ -66,6 +67,7 @@ class ShardConfig(Section):
     """How rows are cut into units (one committed shard per unit) and written."""
 
     rows_per_unit: int = Field(256, ge=1, description="pairs per work unit; one shard per unit and split")
+    batch_size: int = Field(64, ge=1, description="rows per batch handed to each stage")
     row_group_size: int = Field(100, ge=1, description="Parquet row group size (HF uses 100 for images)")
     embed_images: bool = Field(True, description="embed image bytes; false writes paths only")
     compression: Literal["zstd", "snappy", "none"] = "zstd"

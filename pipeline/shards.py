@@ -97,7 +97,6 @@ class ShardWriter:
     embed_images: bool = True
     _pending: dict[int, list[dict]] = field(default_factory=dict)
     _expected: dict[int, int] = field(default_factory=dict)
-    _split: dict[int, str] = field(default_factory=dict)
     _extra: dict[int, dict] = field(default_factory=dict)
 
     def __post_init__(self):
@@ -118,10 +117,9 @@ class ShardWriter:
         return n
 
     # -- writing ------------------------------------------------------------------------------
-    def expect(self, unit: int, n_rows: int, split: str, extra: dict | None = None) -> None:
-        """Declare a unit: how many rows will arrive, and its split."""
+    def expect(self, unit: int, n_rows: int, extra: dict | None = None) -> None:
+        """Declare a unit: how many rows will arrive (``extra`` goes into its record)."""
         self._expected[unit] = n_rows
-        self._split[unit] = split
         self._extra[unit] = extra or {}
         self._pending.setdefault(unit, [])
         if n_rows == 0:
@@ -142,27 +140,30 @@ class ShardWriter:
 
     def commit(self, unit: int) -> dict:
         rows = sorted(self._pending.pop(unit), key=lambda r: r["triplet_id"])
-        split = self._split.pop(unit)
         expected = self._expected.pop(unit)
         if len(rows) != expected:
             raise RuntimeError(f"unit {unit}: {len(rows)} rows arrived, {expected} expected")
         if not self.embed_images:
             rows = [_strip_bytes(r) for r in rows]
+        now = dt.datetime.now(dt.timezone.utc)
+        rows = [r if r.get("created_at") else {**r, "created_at": now} for r in rows]
         kept = [r for r in rows if not r.get(REJECT_COLUMN)]
         rejected = [r for r in rows if r.get(REJECT_COLUMN)]
         record: dict[str, Any] = {
-            "unit": unit, "split": split, "rows_in": len(rows), "rows_kept": len(kept),
+            "unit": unit, "rows_in": len(rows), "rows_kept": len(kept),
             "rows_rejected": len(rejected), "reject_reasons": _count_reasons(rejected),
-            "shards": [], "committed_at": dt.datetime.now(dt.timezone.utc).isoformat(),
-            **self._extra.pop(unit),
+            "shards": [], "committed_at": now.isoformat(), **self._extra.pop(unit),
         }
-        for sub, part, is_rej in ((f"data/{split}", kept, False), ("rejected", rejected, True)):
+        parts = [(f"data/{s}", s, [r for r in kept if r["split"] == s], False)
+                 for s in sorted({r["split"] for r in kept})]
+        parts.append(("rejected", "rejected", rejected, True))
+        for sub, split, part, is_rej in parts:
             if not part:
                 continue
             rel = f"{sub}/{unit_name(unit)}"
             info = _write_table_atomic(rows_to_table(part, is_rej), self.root / rel,
                                        self.row_group_size, self.compression)
-            record["shards"].append({"path": rel, "split": split if not is_rej else "rejected", **info})
+            record["shards"].append({"path": rel, "split": split, **info})
         atomic_write_bytes(self.root / UNITS_DIR / f"unit-{unit:05d}.json",
                            json.dumps(record, indent=1, sort_keys=True).encode())
         return record
