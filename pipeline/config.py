@@ -34,7 +34,8 @@ class ShapesWorldConfig(Section):
 class SourceConfig(Section):
     """Where the image pool comes from."""
 
-    kind: Literal["shapesworld", "folder", "parquet", "cirr", "fashioniq"] = "shapesworld"
+    kind: Literal["shapesworld", "folder", "parquet", "cirr", "fashioniq"] = Field(
+        "shapesworld", description="shapesworld (embedded), a folder of images, a Parquet table, a CIR dataset")
     path: Path | None = Field(None, description="folder / table / dataset root (not for shapesworld)")
     shapesworld: ShapesWorldConfig = ShapesWorldConfig()
 
@@ -51,9 +52,9 @@ class SplitConfig(Section):
     """Share of pairs per split, assigned by the pair's group (its label, else the reference id)
     with a seeded hash, so that a family of images never straddles two splits."""
 
-    train: float = Field(0.9, ge=0, le=1)
-    val: float = Field(0.05, ge=0, le=1)
-    test: float = Field(0.05, ge=0, le=1)
+    train: float = Field(0.9, ge=0, le=1, description="share of pair groups in train")
+    val: float = Field(0.05, ge=0, le=1, description="share of pair groups in val")
+    test: float = Field(0.05, ge=0, le=1, description="share of pair groups in test")
 
     @model_validator(mode="after")
     def _sum_to_one(self):
@@ -70,7 +71,7 @@ class ShardConfig(Section):
     batch_size: int = Field(64, ge=1, description="rows per batch handed to each stage")
     row_group_size: int = Field(100, ge=1, description="Parquet row group size (HF uses 100 for images)")
     embed_images: bool = Field(True, description="embed image bytes; false writes paths only")
-    compression: Literal["zstd", "snappy", "none"] = "zstd"
+    compression: Literal["zstd", "snappy", "none"] = Field("zstd", description="Parquet compression codec")
 
 
 class GeneratorConfig(Section):
@@ -86,15 +87,16 @@ class RuntimeConfig(Section):
 
     ray_address: str | None = Field(None, description="join this Ray cluster; else RAY_ADDRESS, else local")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; default all")
-    progress: bool = True
+    progress: bool = Field(True, description="show progress bars")
 
 
 class RunConfig(Section):
     """One generation run."""
 
-    name: str = Field("shapesworld-demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-    out_dir: Path = Path("out")
-    seed: int = 0
+    name: str = Field("shapesworld-demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+                      description="dataset name: the folder under out_dir (letters, digits, . _ -)")
+    out_dir: Path = Field(Path("out"), description="where datasets are written")
+    seed: int = Field(0, description="run seed: every random choice derives from it and an id")
     source: SourceConfig = SourceConfig()
     splits: SplitConfig = SplitConfig()
     shards: ShardConfig = ShardConfig()

@@ -1,0 +1,77 @@
+"""Prefect flow: mine -> runtime -> finalize, with retries and a summary artifact.
+
+Runs with no server by default (Prefect's temporary local server); set PREFECT_API_URL to report
+to a real one. The steps live in pipeline.generate; this file only orders them.
+"""
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from pipeline import generate as steps
+from pipeline.config import RunConfig, load_config
+
+
+@task(name="mine-pairs", cache_policy=NO_CACHE)
+def mine_task(cfg: RunConfig) -> steps.Plan:
+    return steps.plan(cfg)
+
+
+# Units already committed are skipped, so a retry only redoes the units in flight.
+@task(name="run-stages", retries=2, retry_delay_seconds=5, cache_policy=NO_CACHE)
+def run_task(cfg: RunConfig, plan: steps.Plan, executor: str) -> dict:
+    return steps.run_units(cfg, plan, executor=executor)
+
+
+@task(name="finalize", cache_policy=NO_CACHE)
+def finalize_task(cfg: RunConfig, plan: steps.Plan) -> dict:
+    return steps.finalize_run(cfg, plan)
+
+
+def _publish(cfg: RunConfig, manifest: dict, run: dict) -> None:
+    rows = manifest["rows"]
+    pool = manifest["stage_counts"].get("pool", {})
+    table = [
+        {"stage": "pool", "in": pool.get("seen"), "out": pool.get("kept"), "dropped": pool.get("skipped")},
+        {"stage": "mining", "in": pool.get("kept"), "out": manifest["stage_counts"].get("mining", {}).get("pairs"),
+         "dropped": None},
+        {"stage": "stages+filters", "in": rows["in"], "out": rows["kept"], "dropped": rows["rejected"]},
+    ]
+    create_table_artifact(key=f"{_key(cfg.name)}-counts", table=table, description="rows per stage")
+    reasons = "\n".join(f"| `{k}` | {v} |" for k, v in manifest["reject_reasons"].items()) or "| (none) | 0 |"
+    create_markdown_artifact(key=f"{_key(cfg.name)}-summary", markdown=f"""# {cfg.name}
+
+Output: `{cfg.dataset_dir.resolve()}` ({manifest['state']}, {manifest['units_committed']}/{manifest['units_total']} units;
+this run wrote {run['units_written']}, skipped {run['units_skipped']} already committed)
+
+Rows in {rows['in']} = kept {rows['kept']} + rejected {rows['rejected']}; per split: {rows['per_split']}
+
+| rejection reason | rows |
+|---|---|
+{reasons}
+""")
+
+
+def _key(name: str) -> str:
+    # Artifact keys allow lowercase letters, digits and dashes only.
+    return "".join(c if c.isalnum() else "-" for c in name.lower())
+
+
+@flow(name="cirforge-generate", log_prints=True)
+def generate_flow(config_path: str, executor: str = "ray", overrides: dict | None = None) -> dict:
+    """Generate a triplet dataset from a run config; returns its manifest."""
+    cfg = load_config(config_path, overrides)
+    # 1. mine pairs and cut them into units
+    plan = mine_task(cfg)
+    # 2. run the stages over every uncommitted unit
+    run = run_task(cfg, plan, executor)
+    # 3. write the manifest and the dataset card
+    manifest = finalize_task(cfg, plan)
+    _publish(cfg, manifest, run)
+    return manifest

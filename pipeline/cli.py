@@ -1,0 +1,140 @@
+"""The ``cirforge`` command line."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+app = typer.Typer(
+    help="cirforge: synthetic training data for composed image retrieval (CIR).\n\n"
+         "Mine image pairs, write modification texts with an MTST generator, add FBCIR hard "
+         "negatives, filter, and write Parquet triplet shards; then train retrieval models.\n\n"
+         "Start with:  cirforge world render   (see the embedded ShapesWorld)\n"
+         "then:        cirforge generate --config configs/demo.yaml\n"
+         "and:         cirforge inspect out/shapesworld-demo",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+)
+world_app = typer.Typer(help="The embedded ShapesWorld: procedural scenes with known ground truth.",
+                        no_args_is_help=True)
+app.add_typer(world_app, name="world")
+
+
+def _fail(msg: str) -> None:
+    typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+@world_app.command("render")
+def world_render(
+    out: Path = typer.Option(Path("shapesworld.png"), help="PNG file to write the grid to"),
+    n: int = typer.Option(16, min=1, max=64, help="number of scenes"),
+    seed: int = typer.Option(0, help="seed for the scenes"),
+    size: int = typer.Option(128, min=16, max=512, help="image side in pixels"),
+):
+    """Render a grid of random ShapesWorld scenes with their captions."""
+    from pipeline.world_grid import render_grid
+
+    path = render_grid(out, n=n, seed=seed, size=size)
+    typer.echo(f"wrote {path}")
+
+
+@app.command()
+def generate(
+    config: Path = typer.Option(..., "--config", "-c", help="run config YAML (see configs/demo.yaml)"),
+    executor: str = typer.Option("ray", help="'ray' (Ray Data pipeline) or 'local' (in-process)"),
+    flow: bool = typer.Option(True, help="run as the Prefect flow (artifacts, retries); --no-flow runs the steps directly"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a config key: --set shards.rows_per_unit=128"),
+):
+    """Generate a triplet dataset (resumable: a rerun skips committed units)."""
+    from pipeline.config import ConfigError, load_config
+
+    try:
+        cfg = load_config(config, _overrides(set_ or []))
+    except ConfigError as err:
+        _fail(str(err))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        if flow:
+            from flows.generate import generate_flow
+
+            manifest = generate_flow(str(config), executor=executor, overrides=_overrides(set_ or []))
+        else:
+            from pipeline.generate import generate as run
+
+            manifest = run(cfg, executor=executor)
+    except (ValueError, FileNotFoundError, RuntimeError) as err:
+        _fail(str(err))
+    rows = manifest["rows"]
+    typer.echo(f"{cfg.dataset_dir}: {manifest['state']}, units {manifest['units_committed']}/{manifest['units_total']}, "
+               f"rows in {rows['in']} = kept {rows['kept']} + rejected {rows['rejected']}; per split {rows['per_split']}")
+
+
+def _overrides(items: list[str]) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            _fail(f"--set {item!r}: expected KEY=VALUE, e.g. --set seed=3")
+        k, v = item.split("=", 1)
+        out[k.strip()] = yaml.safe_load(v)
+    return out
+
+
+@app.command()
+def inspect(
+    dataset: Path = typer.Argument(..., help="dataset folder written by `cirforge generate`"),
+    grid: Optional[Path] = typer.Option(None, help="PNG of sample triplets (default: DATASET/report/samples.png)"),
+    n: int = typer.Option(8, min=1, max=32, help="triplets in the grid"),
+    show_schema: bool = typer.Option(True, "--schema/--no-schema", help="print the Arrow schema"),
+):
+    """Counts per split, the schema, and a PNG grid of sample triplets."""
+    from pipeline.inspect_dataset import sample_grid, schema_text, summary
+
+    try:
+        s = summary(dataset)
+    except FileNotFoundError as err:
+        _fail(str(err))
+    typer.echo(f"dataset {dataset}  (state: {s['state']})")
+    for split, count in s["counts"].items():
+        typer.echo(f"  {split:>9}: {count} rows")
+    for reason, count in s["reject_reasons"].items():
+        typer.echo(f"  rejected by {reason}: {count}")
+    if show_schema:
+        typer.echo(schema_text(dataset))
+    if sum(v for k, v in s["counts"].items() if k != "rejected"):
+        path = sample_grid(dataset, grid or dataset / "report" / "samples.png", n=n)
+        typer.echo(f"sample grid: {path}")
+
+
+@app.command("config-reference")
+def config_reference(out: Optional[Path] = typer.Option(None, help="write here instead of printing")):
+    """Print the config reference (every key, type, default, meaning) as Markdown."""
+    from pipeline.config_doc import render
+
+    text = render()
+    if out:
+        out.write_text(text)
+        typer.echo(f"wrote {out}")
+    else:
+        typer.echo(text)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
