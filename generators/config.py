@@ -1,0 +1,146 @@
+"""Options of the MTST text generator: model size, seed-set training, inference, evaluation.
+
+``MTSTConfig`` is one section meant to sit in the run config (e.g. ``generator.mtst``); its
+defaults are the tiny ShapesWorld model that trains on 2 CPU cores in minutes.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+INSTRUCTION = "How to change from one image to the other image?"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class MTSTModelConfig(_Section):
+    """Which model: a checkpoint (MTST or InstructBLIP, hub id or path), else a tiny one from these sizes."""
+
+    pretrained: str | None = Field(None, description="MTST dir, or InstructBLIP hub id / path; None: tiny")
+    train_all: bool | None = Field(
+        None, description="train vision + LLM too; None: True for tiny, False (Q-Former only) for a checkpoint"
+    )
+    instruction: str = INSTRUCTION
+    image_size: int = Field(64, ge=16, description="tiny: input side in pixels")
+    patch_size: int = Field(8, ge=2)
+    vision_hidden: int = Field(96, ge=8)
+    vision_layers: int = Field(3, ge=1)
+    vision_heads: int = Field(2, ge=1)
+    qformer_hidden: int = Field(96, ge=8)
+    qformer_layers: int = Field(2, ge=1)
+    qformer_heads: int = Field(2, ge=1)
+    num_query_tokens: int = Field(8, ge=1, description="query tokens per Q-Former pass (32 at real size)")
+    llm_hidden: int = Field(128, ge=8, description="tiny LLM width; head_dim = llm_hidden / llm_heads = 64 for vLLM CPU")
+    llm_layers: int = Field(2, ge=1)
+    llm_heads: int = Field(2, ge=1)
+
+    @model_validator(mode="after")
+    def _head_dims(self):
+        for name, hidden, heads in (
+            ("vision", self.vision_hidden, self.vision_heads),
+            ("qformer", self.qformer_hidden, self.qformer_heads),
+            ("llm", self.llm_hidden, self.llm_heads),
+        ):
+            if hidden % heads:
+                raise ValueError(f"{name}_hidden={hidden} must be divisible by {name}_heads={heads}")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size={self.image_size} must be a multiple of patch_size={self.patch_size}")
+        return self
+
+
+class MTSTDataConfig(_Section):
+    """The annotated seed set the generator learns from (ShapesWorld pairs written by its annotator)."""
+
+    n_triplets: int = Field(4000, ge=1, le=100_000, description="annotated seed triplets (goal: <= 5000)")
+    seed: int = Field(0, description="seed of the seed set; evaluation uses a different one")
+    max_edits: int = Field(1, ge=1, le=4, description="edits per pair: 1 to this many")
+    image_size: int = Field(64, ge=16, description="rendered side in pixels")
+
+
+class MTSTTrainConfig(_Section):
+    """Fitting the generator: LM loss on text tokens only, AdamW, checkpoints, cache by config hash."""
+
+    seed: int = 0
+    epochs: float = Field(6.0, gt=0, description="passes over the seed set")
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(2e-3, gt=0)
+    min_lr_ratio: float = Field(0.05, ge=0, le=1, description="cosine decay ends at lr * this")
+    warmup_steps: int = Field(50, ge=0)
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    both_directions: bool = Field(True, description="also learn (target, reference) -> reverse text")
+    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
+    cache_dir: Path = Field(Path("cache/mtst"), description="runs live in <cache_dir>/<config hash>/")
+    num_threads: int | None = Field(None, ge=1, description="torch threads; None: torch's default")
+    progress: bool = True
+
+
+class MTSTInferConfig(_Section):
+    """Batched decoding of forward and reverse texts."""
+
+    backend: Literal["transformers", "vllm"] = "transformers"
+    num_beams: int = Field(1, ge=1, description="1: greedy; >1: beam search (transformers backend only)")
+    max_new_tokens: int = Field(32, ge=1)
+    batch_size: int = Field(64, ge=1)
+    device: str = Field("auto", description="auto: cuda when present, else cpu")
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    vllm_gpu_memory_utilization: float = Field(
+        0.3, gt=0, le=1, description="vLLM memory share; on CPU it is a share of RAM, keep <= 0.3"
+    )
+
+    @model_validator(mode="after")
+    def _beams(self):
+        if self.backend == "vllm" and self.num_beams > 1:
+            raise ValueError("infer.num_beams > 1 needs infer.backend=transformers (vLLM decodes greedy here)")
+        return self
+
+
+class MTSTEvalConfig(_Section):
+    """Exact-accuracy check on held-out ShapesWorld pairs."""
+
+    n_pairs: int = Field(1000, ge=1)
+    seed: int = Field(10_000, description="must differ from data.seed (held out)")
+
+
+class MTSTConfig(_Section):
+    """The MTST generator section: model, seed set, training, inference, evaluation."""
+
+    model: MTSTModelConfig = MTSTModelConfig()
+    data: MTSTDataConfig = MTSTDataConfig()
+    train: MTSTTrainConfig = MTSTTrainConfig()
+    infer: MTSTInferConfig = MTSTInferConfig()
+    eval: MTSTEvalConfig = MTSTEvalConfig()
+
+    @model_validator(mode="after")
+    def _held_out(self):
+        if self.eval.seed == self.data.seed:
+            raise ValueError(f"eval.seed={self.eval.seed} equals data.seed: evaluation pairs must be held out")
+        return self
+
+    def train_hash(self) -> str:
+        """Hash of what changes the trained weights (model, data, train; not paths or progress)."""
+        d = {
+            "model": self.model.model_dump(mode="json"),
+            "data": self.data.model_dump(mode="json"),
+            "train": self.train.model_dump(mode="json", exclude={"cache_dir", "progress", "num_threads", "checkpoint_every"}),
+        }
+        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_mtst_config(path: str | Path | None) -> MTSTConfig:
+    """Read the section from YAML: top level, under ``mtst:`` or under ``generator.mtst:``."""
+    if path is None:
+        return MTSTConfig()
+    data = yaml.safe_load(Path(path).read_text()) or {}
+    if "generator" in data and isinstance(data["generator"], dict) and "mtst" in data["generator"]:
+        data = data["generator"]["mtst"]
+    elif "mtst" in data:
+        data = data["mtst"]
+    return MTSTConfig.model_validate(data)

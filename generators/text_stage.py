@@ -1,0 +1,127 @@
+"""The text stage: MTST forward and reverse modification texts for a batch of image pairs."""
+from __future__ import annotations
+
+import io
+import shutil
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import ClassVar
+
+import numpy as np
+import torch
+from PIL import Image
+
+from generators.config import MTSTInferConfig
+from generators.mtst_model import META_FILE, ImageFeatures, MTSTGenerator
+from generators.mtst_vllm import VLLMDecoder, require_vllm
+from pipeline.stage import Batch, Stage, batch_len, to_list
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+class MTSTTextStage(Stage):
+    """Writes ``modification_text`` (reference -> target) and ``reverse_text`` (target -> reference)."""
+
+    name: ClassVar[str] = "mtst_text"
+    reads: ClassVar[tuple[str, ...]] = ("reference_id", "target_id", "reference_image", "target_image")
+    writes: ClassVar[tuple[str, ...]] = ("modification_text", "reverse_text")
+    num_gpus: ClassVar[float] = 1.0 if torch.cuda.is_available() else 0.0
+    batch_size: ClassVar[int] = 64
+
+    def __init__(self, model_path: str | Path, config: MTSTInferConfig | None = None):
+        self.config = cfg = config or MTSTInferConfig()
+        if cfg.backend == "vllm":
+            require_vllm()  # before the model loads: a missing backend fails in seconds, not minutes
+        device = ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
+        self.model = MTSTGenerator.from_pretrained(model_path, dtype=DTYPES[cfg.dtype], device=device).eval()
+        self.decoder = None
+        if cfg.backend == "vllm":
+            self.decoder = VLLMDecoder(
+                _llm_dir(self.model, Path(model_path)), dtype=cfg.dtype,
+                gpu_memory_utilization=cfg.vllm_gpu_memory_utilization, eos_token_id=self.model.tokenizer.eos_token_id,
+                max_model_len=min(self.model.config.text_config.max_position_embeddings, 4096),
+            )
+
+    def process(self, batch: Batch) -> Batch:
+        n = batch_len(batch)
+        # 1. each distinct image id of the batch is decoded and encoded once
+        slot: dict[str, int] = {}
+        images = []
+        for id_col, img_col in (("reference_id", "reference_image"), ("target_id", "target_image")):
+            for key, img in zip(to_list(batch[id_col]), to_list(batch[img_col])):
+                if str(key) not in slot:
+                    slot[str(key)] = len(images)
+                    images.append(load_image(img))
+        ref = [slot[str(k)] for k in to_list(batch["reference_id"])]
+        tgt = [slot[str(k)] for k in to_list(batch["target_id"])]
+        # 2. both directions in one decode call
+        forward, reverse = self.describe(images, ref, tgt)
+        batch["modification_text"], batch["reverse_text"] = forward, reverse
+        for i in range(n):
+            if not forward[i]:
+                self.reject(batch, i, "empty_text")
+            elif not reverse[i]:
+                self.reject(batch, i, "empty_reverse_text")
+        return batch
+
+    @torch.no_grad()
+    def describe(self, images: Sequence, ref: Sequence[int], tgt: Sequence[int]) -> tuple[list[str], list[str]]:
+        """Forward and reverse texts for pairs (images[ref[i]], images[tgt[i]])."""
+        feats = self.encode(images)
+        n = len(ref)
+        texts = self.generate(feats[list(ref) + list(tgt)], feats[list(tgt) + list(ref)])
+        return texts[:n], texts[n:]
+
+    def encode(self, images: Sequence) -> ImageFeatures:
+        """Vision + per-image Q-Former features, ``config.batch_size`` images at a time."""
+        bs = self.config.batch_size
+        parts = [self.model.encode_images(self.model.preprocess(images[i : i + bs])) for i in range(0, len(images), bs)]
+        return ImageFeatures(torch.cat([p.patches for p in parts]), torch.cat([p.queries for p in parts]))
+
+    def generate(self, ref: ImageFeatures, tgt: ImageFeatures) -> list[str]:
+        cfg, bs = self.config, self.config.batch_size
+        if self.decoder is not None:
+            prefix = torch.cat([self.model.prefix_embeds(ref[i : i + bs], tgt[i : i + bs]) for i in range(0, len(ref), bs)])
+            return self.model.decode(self.decoder.generate_ids(prefix.float(), cfg.max_new_tokens))
+        out = []
+        for i in range(0, len(ref), bs):
+            out += self.model.generate(
+                ref[i : i + bs], tgt[i : i + bs], num_beams=cfg.num_beams, max_new_tokens=cfg.max_new_tokens
+            )
+        return out
+
+
+def load_image(value) -> Image.Image:
+    """An image cell: HF layout ``{"bytes", "path"}``, raw bytes, a path, a PIL image or an HxWx3 array."""
+    if isinstance(value, Image.Image):
+        return value.convert("RGB")
+    if isinstance(value, dict):
+        if value.get("bytes") is not None:
+            return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
+        if value.get("path"):
+            return Image.open(value["path"]).convert("RGB")
+        raise ValueError("image cell has neither bytes nor path")
+    if isinstance(value, (bytes, bytearray)):
+        return Image.open(io.BytesIO(value)).convert("RGB")
+    if isinstance(value, (str, Path)):
+        return Image.open(value).convert("RGB")
+    return Image.fromarray(np.asarray(value, dtype=np.uint8)).convert("RGB")
+
+
+def _llm_dir(model: MTSTGenerator, model_path: Path) -> Path:
+    """The LLM saved alone beside the model (once), or in a temporary dir when that is not writable."""
+    target = model_path / "llm"
+    if (target / "config.json").is_file():
+        return target
+    if (model_path / META_FILE).is_file():
+        tmp = model_path / f"tmp-llm-{id(model)}"
+        try:
+            model.save_llm(tmp)
+            tmp.rename(target)
+            return target
+        except OSError:
+            shutil.rmtree(tmp, ignore_errors=True)
+            if (target / "config.json").is_file():  # another worker got there first
+                return target
+    return model.save_llm(tempfile.mkdtemp(prefix="mtst-llm-"))

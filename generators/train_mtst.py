@@ -1,0 +1,233 @@
+"""Fit the MTST generator on a seed set: LM loss on the text only, AdamW, resumable, cached by config hash.
+
+A run lives in ``<cache_dir>/<hash>/``: ``checkpoints/step-N/`` (model + optimizer, safetensors),
+``final/`` (the model), ``loss.json`` and ``loss.png``. A rerun with the same config and seed set
+loads ``final/``; an interrupted run resumes from its last checkpoint and ends with the same weights.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, load_model, save_file
+from tqdm.auto import tqdm
+
+from generators.config import MTSTConfig, load_mtst_config
+from generators.mtst_data import SeedSet, shapesworld_seed_set
+from generators.mtst_model import META_FILE, MTSTGenerator
+from generators.mtst_tokenizer import build_word_tokenizer
+
+KEEP_CHECKPOINTS = 2
+
+
+@dataclass
+class TrainResult:
+    """Where the trained model is, and what the run did."""
+
+    model_dir: Path
+    run_dir: Path
+    steps: int
+    cached: bool
+    seconds: float
+    losses: list[float]
+
+
+def run_dir_for(cfg: MTSTConfig, seed_set: SeedSet | None = None) -> Path:
+    """``<cache_dir>/<hash>``; a seed set passed in directly adds its fingerprint to the hash."""
+    key = cfg.train_hash() if seed_set is None else f"{cfg.train_hash()[:8]}{seed_set.fingerprint()[:8]}"
+    return cfg.train.cache_dir / key
+
+
+def total_steps(cfg: MTSTConfig, n_pairs: int) -> int:
+    return max(1, math.ceil(cfg.train.epochs * n_pairs / cfg.train.batch_size))
+
+
+def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: int | None = None) -> TrainResult:
+    """Train (or load the cached result); ``stop_after`` ends this call after that many steps (for resume)."""
+    t0 = time.perf_counter()
+    run_dir = run_dir_for(cfg, seed_set)
+    final = run_dir / "final"
+    if (final / META_FILE).is_file():
+        losses = json.loads((run_dir / "loss.json").read_text())["loss"]
+        return TrainResult(final, run_dir, len(losses), True, time.perf_counter() - t0, losses)
+    if cfg.train.num_threads:
+        torch.set_num_threads(cfg.train.num_threads)
+
+    # 1. the seed set and the model (fresh, or from the last checkpoint)
+    data = seed_set or shapesworld_seed_set(
+        cfg.data.n_triplets, seed=cfg.data.seed, image_size=cfg.data.image_size, max_edits=cfg.data.max_edits
+    )
+    ckpt = _last_checkpoint(run_dir)
+    model = _initial_model(cfg, data) if ckpt is None else MTSTGenerator.from_pretrained(ckpt)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim >= 2]
+    no_decay = [p for p in params if p.ndim < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": cfg.train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=cfg.train.lr,
+    )
+    step, losses = 0, []
+    if ckpt is not None:
+        step, losses = _load_trainer_state(ckpt, opt)
+    pixels = torch.from_numpy(data.images)  # uint8; normalized per batch
+
+    # 2. the loop: the data order is a function of (seed, epoch), so a resumed run sees the same batches
+    n_steps = total_steps(cfg, len(data))
+    bs = cfg.train.batch_size
+    end = n_steps if stop_after is None else min(n_steps, step + stop_after)
+    bar = tqdm(total=n_steps, initial=step, desc="mtst train", disable=not cfg.train.progress, unit="step")
+    while step < end:
+        idx = _batch_indices(cfg.train.seed, step, bs, len(data))
+        for g in opt.param_groups:
+            g["lr"] = _lr_at(cfg, step, n_steps)
+        loss = _batch_loss(model, data, pixels, idx, cfg.train.both_directions)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+        opt.step()
+        step += 1
+        losses.append(float(loss))
+        bar.update(1)
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+        if step % cfg.train.checkpoint_every == 0 or step == end:
+            _save_checkpoint(run_dir, model, opt, step, losses)
+    bar.close()
+
+    # 3. the final model and the loss curve
+    if step >= n_steps:
+        model.eval()
+        model.save_pretrained(run_dir / "tmp-final")
+        (run_dir / "tmp-final").rename(final)  # appears only when complete
+    (run_dir / "loss.json").write_text(json.dumps({"loss": losses}))
+    _plot_losses(losses, run_dir / "loss.png")
+    return TrainResult(final if step >= n_steps else _last_checkpoint(run_dir), run_dir, step, False,
+                       time.perf_counter() - t0, losses)
+
+
+def _initial_model(cfg: MTSTConfig, data: SeedSet) -> MTSTGenerator:
+    if cfg.model.pretrained:
+        return MTSTGenerator.from_pretrained(cfg.model.pretrained, train_all=bool(cfg.model.train_all))
+    tok = build_word_tokenizer([*data.texts(), cfg.model.instruction])
+    return MTSTGenerator.tiny(tok, cfg.model, seed=cfg.train.seed)
+
+
+def _batch_indices(seed: int, step: int, bs: int, n: int) -> np.ndarray:
+    per_epoch = max(1, n // bs)  # drop the last partial batch: every step has the same size
+    epoch, k = divmod(step, per_epoch)
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return order[k * bs : (k + 1) * bs]
+
+
+def _batch_loss(model: MTSTGenerator, data: SeedSet, pixels: torch.Tensor, idx, both: bool) -> torch.Tensor:
+    pairs = [data.pairs[i] for i in idx]
+    # Each image of the batch goes through the vision encoder + Q-Former once, for both directions.
+    uniq = sorted({i for p in pairs for i in p[:2]})
+    pos = {img: j for j, img in enumerate(uniq)}
+    feats = model.encode_images(_normalize(model, pixels[uniq]))
+    ref = feats[[pos[p[0]] for p in pairs]]
+    tgt = feats[[pos[p[1]] for p in pairs]]
+    loss = model.loss(ref, tgt, [p[2] for p in pairs])
+    rev = [k for k, p in enumerate(pairs) if p[3]]
+    if both and rev:
+        loss = (loss + model.loss(tgt[rev], ref[rev], [pairs[k][3] for k in rev])) / 2
+    return loss
+
+
+def _normalize(model: MTSTGenerator, images_u8: torch.Tensor) -> torch.Tensor:
+    size = model.config.vision_config.image_size
+    if images_u8.shape[1] != size:
+        return model.preprocess(list(images_u8.numpy()))
+    x = images_u8.float().div_(255.0)
+    mean = torch.tensor(model.image_mean).view(1, 1, 1, 3)
+    std = torch.tensor(model.image_std).view(1, 1, 1, 3)
+    return ((x - mean) / std).permute(0, 3, 1, 2).contiguous()
+
+
+def _lr_at(cfg: MTSTConfig, step: int, n_steps: int) -> float:
+    t = cfg.train
+    if step < t.warmup_steps:
+        return t.lr * (step + 1) / t.warmup_steps
+    frac = (step - t.warmup_steps) / max(1, n_steps - t.warmup_steps)
+    return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+# ---- checkpoints: model dir + optimizer tensors (safetensors) + a small JSON -----------------
+def _save_checkpoint(run_dir: Path, model: MTSTGenerator, opt: torch.optim.Optimizer, step: int, losses) -> None:
+    ckpts = run_dir / "checkpoints"
+    tmp = ckpts / f"tmp-step-{step:07d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tensors, state = {}, {}
+    for i, s in opt.state_dict()["state"].items():
+        state[str(i)] = {}
+        for k, v in s.items():
+            if torch.is_tensor(v) and v.ndim > 0:
+                tensors[f"{i}.{k}"] = v.contiguous()
+            else:
+                state[str(i)][k] = float(v)
+    save_file(tensors, tmp / "optimizer.safetensors")
+    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "losses": losses, "scalars": state}))
+    tmp.rename(ckpts / f"step-{step:07d}")
+    for old in sorted(ckpts.glob("step-*"))[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old)
+
+
+def _last_checkpoint(run_dir: Path) -> Path | None:
+    found = sorted((run_dir / "checkpoints").glob("step-*"))
+    return found[-1] if found else None
+
+
+def _load_trainer_state(ckpt: Path, opt: torch.optim.Optimizer) -> tuple[int, list[float]]:
+    meta = json.loads((ckpt / "trainer_state.json").read_text())
+    tensors = load_file(ckpt / "optimizer.safetensors")
+    sd = opt.state_dict()
+    state = {}
+    for i, scalars in meta["scalars"].items():
+        s = {k: torch.tensor(v) for k, v in scalars.items()}
+        s.update({k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == i})
+        state[int(i)] = s
+    opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
+    return meta["step"], list(meta["losses"])
+
+
+def _plot_losses(losses: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(range(1, len(losses) + 1), losses, lw=0.8, alpha=0.5, label="step")
+    if len(losses) >= 20:
+        k = max(5, len(losses) // 50)
+        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
+        ax.plot(range(k, len(losses) + 1), smooth, lw=1.5, label=f"mean of {k}")
+    ax.set_xlabel("step")
+    ax.set_ylabel("LM loss (text tokens)")
+    ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Train the MTST generator on a ShapesWorld seed set.")
+    ap.add_argument("--config", default=None, help="YAML with the MTST section (top level, mtst: or generator.mtst:)")
+    args = ap.parse_args(argv)
+    cfg = load_mtst_config(args.config)
+    res = train_mtst(cfg)
+    state = "cached" if res.cached else f"trained in {res.seconds:.0f} s"
+    print(f"model: {res.model_dir} ({state}, {res.steps} steps, last loss {res.losses[-1]:.4f})")
+
+
+if __name__ == "__main__":
+    main()
