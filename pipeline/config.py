@@ -11,15 +11,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
+
+from pipeline.config_base import Section
+from pipeline.config_mining import EmbedderConfig, MiningConfig, SourceOptions
 
 
 class ConfigError(ValueError):
     """A config that cannot be used; the message is one line that names the key and the fix."""
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
 class ShapesWorldConfig(Section):
@@ -38,6 +37,7 @@ class SourceConfig(Section):
         "shapesworld", description="shapesworld (embedded), a folder of images, a Parquet table, a CIR dataset")
     path: Path | None = Field(None, description="folder / table / dataset root (not for shapesworld)")
     shapesworld: ShapesWorldConfig = ShapesWorldConfig()
+    options: SourceOptions = SourceOptions()
 
     @model_validator(mode="after")
     def _path_needed(self):
@@ -96,8 +96,11 @@ class RunConfig(Section):
     name: str = Field("shapesworld-demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
                       description="dataset name: the folder under out_dir (letters, digits, . _ -)")
     out_dir: Path = Field(Path("out"), description="where datasets are written")
+    cache_dir: Path = Field(Path("cache"), description="trained tiny models, keyed by config hash")
     seed: int = Field(0, description="run seed: every random choice derives from it and an id")
     source: SourceConfig = SourceConfig()
+    embedder: EmbedderConfig = EmbedderConfig()
+    mining: MiningConfig = MiningConfig()
     splits: SplitConfig = SplitConfig()
     shards: ShardConfig = ShardConfig()
     generator: GeneratorConfig = GeneratorConfig()
@@ -109,7 +112,7 @@ class RunConfig(Section):
 
     def config_hash(self) -> str:
         """Hash of everything that changes rows (not where they are written, not runtime)."""
-        d = self.model_dump(mode="json", exclude={"out_dir": True, "runtime": True})
+        d = self.model_dump(mode="json", exclude={"out_dir": True, "cache_dir": True, "runtime": True})
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -5,7 +5,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from pipeline.config import Section
+from pipeline.config_base import Section
 
 Strategy = Literal["similarity", "label", "caption"]
 
