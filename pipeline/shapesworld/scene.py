@@ -140,7 +140,8 @@ class Scene:
         """Plain description, e.g. "a snow scene with a small red circle at the top left"."""
         parts = [f"{o.describe()} {CAPTION_LOCATION[o.position]}" for o in self.objects]
         listed = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
-        return f"a {self.setting} scene with {listed}"
+        article = "an" if self.setting[0] in "aeiou" else "a"
+        return f"{article} {self.setting} scene with {listed}"
 
 
 def scene_id(scene: Scene) -> str:
