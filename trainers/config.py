@@ -1,0 +1,134 @@
+"""Training configuration: pydantic sections, defaults here and nowhere else.
+
+``TrainConfig`` is what ``pretrain`` / ``finetune`` take; ``EvalConfig`` what ``evaluate`` takes.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class TinyConfig(Section):
+    """Sizes of the tiny BLIP-2 (vision tower + Q-Former) built from a config, random init."""
+
+    vision_hidden: int = 32
+    vision_layers: int = 1
+    patch_size: int = 16
+    qformer_hidden: int = 32
+    qformer_layers: int = 2
+    heads: int = 2
+    num_query_tokens: int = 4
+    embed_dim: int = Field(16, description="projection size the scores are computed in")
+    max_text_len: int = 32
+    # BERT's 0.02 suits wide layers; at 16-32 wide it leaves every image's query tokens nearly equal.
+    init_std: float = Field(0.1, gt=0, description="weight init std of the random vision tower and Q-Former")
+    dropout: float = Field(0.0, ge=0, lt=1, description="Q-Former / vision dropout (noise swamps a 16-wide model)")
+
+
+class ModelConfig(Section):
+    """Which retrieval model and at which size."""
+
+    kind: Literal["qformer_cir", "detailfusion"] = Field(
+        "qformer_cir", description="qformer_cir: SPRC/PTHA Q-Former model; detailfusion: GM + DI branches + compositor"
+    )
+    size: Literal["tiny", "real"] = "tiny"
+    checkpoint: str | None = Field(
+        None, description="real: BLIP-2 checkpoint id or path (Blip2ForImageTextRetrieval or Blip2Model layout)"
+    )
+    tokenizer: str | None = Field(None, description="real: tokenizer id or path (BERT); default: the checkpoint's")
+    image_size: int = Field(64, ge=16, description="input side in pixels (224 for real BLIP-2)")
+    freeze_vision: bool | None = Field(
+        None, description="freeze the vision tower; default: frozen for real (as SPRC/PTHA/DetailFusion), trained for tiny"
+    )
+    temperature: float = Field(0.07, gt=0, description="initial contrastive temperature (learnable)")
+    compositor_heads: int = Field(2, ge=1, description="DetailFusion compositor cross-attention heads")
+    tiny: TinyConfig = TinyConfig()
+
+    @model_validator(mode="after")
+    def _real_needs_checkpoint(self):
+        if self.size == "real" and not self.checkpoint:
+            raise ValueError("model.size='real' needs model.checkpoint (e.g. 'Salesforce/blip2-itm-vit-g' or a path)")
+        return self
+
+    @property
+    def vision_frozen(self) -> bool:
+        # A random tiny tower has nothing worth freezing; a pretrained ViT-G is frozen in all three papers.
+        return self.size == "real" if self.freeze_vision is None else self.freeze_vision
+
+
+class LossConfig(Section):
+    """Loss weights. PTHA: q2t + t2t + alpha * p2p; DetailFusion stage 2: DI + gamma * GM."""
+
+    q2t: float = Field(1.0, ge=0, description="query -> target contrastive weight")
+    t2t: float = Field(1.0, ge=0, description="text term weight (0 turns it off)")
+    t2t_mode: Literal["text_to_target", "text_to_text"] = Field(
+        "text_to_target", description="text feature vs target image tokens, or fused query vs text feature"
+    )
+    p2p: float = Field(0.5, ge=0, description="alpha: MSE(forward prototype, detached reverse prototype)")
+    fbcir: bool = Field(True, description="append the row's two FBCIR negatives to its contrastive denominator")
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    gamma: float = Field(1.0, ge=0, description="DetailFusion stage 2: L_DI + gamma * L_GM (paper: 2.0 on CIRR)")
+    min_temperature: float = Field(0.001, gt=0, description="the learnable temperature is clamped to [min, max]")
+    max_temperature: float = Field(0.5, gt=0)
+
+
+class DataConfig(Section):
+    """How triplet rows are read and batched."""
+
+    split: str = "train"
+    batch_size: int = Field(8, ge=1)
+    shuffle: bool = Field(True, description="shuffle row groups and rows within a buffer, seeded per epoch")
+    shuffle_buffer: int = Field(256, ge=1, description="rows held for shuffling (never the whole dataset)")
+    max_text_len: int = Field(32, ge=4)
+
+
+class OptimConfig(Section):
+    """AdamW and the schedule length."""
+
+    lr: float = Field(1e-4, gt=0)
+    weight_decay: float = Field(0.05, ge=0)
+    betas: tuple[float, float] = (0.9, 0.98)
+    max_steps: int = Field(100, ge=1, description="optimizer steps in this phase")
+    grad_clip: float | None = Field(1.0, description="max grad norm; None turns clipping off")
+
+
+class TrainConfig(Section):
+    """One training phase (pretrain or finetune, or one DetailFusion stage)."""
+
+    model: ModelConfig = ModelConfig()
+    loss: LossConfig = LossConfig()
+    data: DataConfig = DataConfig()
+    optim: OptimConfig = OptimConfig()
+    stage: Literal["ptha", "q2t", "df_di", "df_joint", "df_compositor"] = Field(
+        "ptha",
+        description="objective: ptha (q2t+t2t+p2p), q2t only (pretrain), or a DetailFusion stage 1/2/3",
+    )
+    out_dir: Path = Path("out/train")
+    init_from: Path | None = Field(None, description="a saved model folder to start from (e.g. the pretrain output)")
+    seed: int = 0
+    checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints (and always at the end)")
+    resume: bool = Field(True, description="continue from the last checkpoint in out_dir when there is one")
+    progress: bool = Field(True, description="show a progress bar")
+
+    @model_validator(mode="after")
+    def _stage_matches_model(self):
+        if self.stage.startswith("df_") and self.model.kind != "detailfusion":
+            raise ValueError(f"stage={self.stage!r} needs model.kind='detailfusion', got {self.model.kind!r}")
+        return self
+
+
+class EvalConfig(Section):
+    """Evaluation: which cut-offs and how many images per forward pass."""
+
+    ks: tuple[int, ...] = (1, 5, 10, 50)
+    subset_ks: tuple[int, ...] = (1, 2, 3)
+    map_ks: tuple[int, ...] = (5, 10, 25, 50)
+    batch_size: int = Field(32, ge=1)
+    max_text_len: int = Field(32, ge=4)
+    exclude_reference: bool = Field(True, description="drop the reference from its own gallery (CIRR, CIRCO)")

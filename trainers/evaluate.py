@@ -1,0 +1,149 @@
+"""Evaluate a retrieval model on a benchmark: standard, subset, multi-target and FBCIR hard-case metrics.
+
+A ``Benchmark`` is a gallery of images by id plus composed queries that point into it; one can be
+built from a cirforge dataset split (``benchmark_from_dataset``) or from row dicts.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from trainers import metrics as M
+from trainers.config import EvalConfig
+from trainers.factory import load_model, text_length
+from trainers.data import NEGATIVE_COLUMNS, ParquetTriplets, decode_image, image_to_tensor
+
+
+@dataclass
+class Query:
+    """One composed query; ``target_ids`` may hold several ground truths (CIRCO)."""
+
+    reference_id: str
+    text: str
+    target_ids: list[str]
+    group_ids: list[str] | None = None
+    negatives: list[Any] = field(default_factory=list)  # FBCIR (text-aligned, image-aligned); None when absent
+
+
+@dataclass
+class Benchmark:
+    """Gallery images (HF Image structs or PIL) by id, and the queries."""
+
+    name: str
+    images: dict[str, Any]
+    queries: list[Query]
+    root: Path | None = None
+
+
+def benchmark_from_rows(rows: Sequence[dict], name: str = "rows", root: Path | None = None) -> Benchmark:
+    """Gallery = every reference and target image; a query's group = its reference's targets (CIRR-like)."""
+    images: dict[str, Any] = {}
+    targets_of: dict[str, list[str]] = defaultdict(list)
+    for r in rows:
+        images.setdefault(r["reference_id"], r["reference_image"])
+        images.setdefault(r["target_id"], r["target_image"])
+        targets_of[r["reference_id"]].append(r["target_id"])
+    queries = [
+        Query(r["reference_id"], r["modification_text"], [r["target_id"]],
+              group_ids=sorted(set(targets_of[r["reference_id"]]) | {r["reference_id"]}),
+              negatives=[r.get(c) for c in NEGATIVE_COLUMNS])
+        for r in rows
+    ]
+    return Benchmark(name, images, queries, root)
+
+
+def benchmark_from_dataset(dataset_dir: str | Path, split: str = "test") -> Benchmark:
+    """A benchmark from a cirforge dataset split (test splits are small enough to hold)."""
+    source = ParquetTriplets(dataset_dir, split)
+    return benchmark_from_rows(list(source.rows()), name=f"{Path(dataset_dir).name}/{split}", root=source.root)
+
+
+def _encode_images(model, values: Sequence[Any], size: int, batch: int, root) -> dict[str, torch.Tensor]:
+    parts: list[dict[str, torch.Tensor]] = []
+    for i in range(0, len(values), batch):
+        px = torch.stack([image_to_tensor(decode_image(v, root), size) for v in values[i : i + batch]])
+        parts.append(model.encode_gallery(px))
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def _encode_queries(model, bench: Benchmark, tokenizer, size: int, batch: int, max_len: int) -> dict[str, torch.Tensor]:
+    parts = []
+    qs = bench.queries
+    for i in range(0, len(qs), batch):
+        chunk = qs[i : i + batch]
+        px = torch.stack([image_to_tensor(decode_image(bench.images[q.reference_id], bench.root), size) for q in chunk])
+        enc = tokenizer([q.text for q in chunk], padding="max_length", truncation=True, max_length=max_len,
+                        return_tensors="pt")
+        parts.append(model.encode_query(px, enc["input_ids"], enc["attention_mask"]))
+    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def _slice(d: dict[str, torch.Tensor], idx) -> dict[str, torch.Tensor]:
+    return {k: v[idx] for k, v in d.items()}
+
+
+@torch.no_grad()
+def evaluate(model, benchmark: Benchmark, cfg: EvalConfig = EvalConfig(), tokenizer=None) -> dict[str, float]:
+    """All metrics that apply to ``benchmark``: R@K, Rs@K (groups), FashionIQ R_avg, mAP@K, hard-case R@1.
+
+    ``model`` may be a saved model folder; the tokenizer defaults to the one saved with the model."""
+    if isinstance(model, (str, Path)):
+        model = load_model(model)
+    tokenizer = tokenizer if tokenizer is not None else model.tokenizer
+    was_training = model.training
+    model.eval()
+    size = model.blip2_config.vision_config.image_size
+    ids = list(benchmark.images)
+    index = {g: i for i, g in enumerate(ids)}
+    gallery = _encode_images(model, [benchmark.images[g] for g in ids], size, cfg.batch_size, benchmark.root)
+    query = _encode_queries(model, benchmark, tokenizer, size, cfg.batch_size, text_length(model, cfg.max_text_len))
+    scores = torch.cat([model.score(_slice(query, slice(i, i + cfg.batch_size)), gallery)
+                        for i in range(0, len(benchmark.queries), cfg.batch_size)])
+    qs = benchmark.queries
+    target_idx = torch.tensor([index[q.target_ids[0]] for q in qs])
+    ref_idx = torch.tensor([index.get(q.reference_id, -1) for q in qs])
+    exclude = ref_idx if cfg.exclude_reference else None
+    out: dict[str, float] = {"n_queries": float(len(qs)), "n_gallery": float(len(ids))}
+    out.update(M.recall_at_k(scores, target_idx, [k for k in cfg.ks if k <= len(ids)], exclude))
+    if len(ids) >= 50:
+        out["fiq_R_avg"] = M.fashioniq_recall(scores, target_idx)["R_avg"]
+    positives = torch.zeros_like(scores, dtype=torch.bool)
+    for i, q in enumerate(qs):
+        positives[i, [index[t] for t in q.target_ids]] = True
+    out.update(M.map_at_k(scores, positives, cfg.map_ks, exclude))
+    if any(q.group_ids for q in qs):
+        groups = torch.zeros_like(positives)
+        for i, q in enumerate(qs):
+            groups[i, [index[g] for g in (q.group_ids or ids)]] = True
+        out.update(M.recall_subset_at_k(scores, target_idx, groups, cfg.subset_ks, exclude))
+    out.update(_hard_case(model, benchmark, query, gallery, target_idx, ref_idx, size, cfg))
+    model.train(was_training)
+    return out
+
+
+def _hard_case(model, bench, query, gallery, target_idx, ref_idx, size, cfg) -> dict[str, float]:
+    """Each query against [target, text-aligned neg, image-aligned neg, reference] only."""
+    rows = [i for i, q in enumerate(bench.queries) if any(n is not None for n in q.negatives)]
+    if not rows:
+        return {}
+    n_neg = len(NEGATIVE_COLUMNS)
+    negs = [bench.queries[i].negatives[k] for i in rows for k in range(n_neg)]
+    have = torch.tensor([n is not None for n in negs])
+    enc = _encode_images(model, [n for n in negs if n is not None], size, cfg.batch_size, bench.root)
+    r = torch.tensor(rows)
+    own, valid = {}, torch.ones(len(rows), 2 + n_neg, dtype=torch.bool)
+    valid[:, 1 : 1 + n_neg] = have.view(len(rows), n_neg)
+    valid[:, -1] = ref_idx[r] >= 0
+    for k, g in gallery.items():
+        neg = g.new_zeros(len(negs), *g.shape[1:])
+        neg[have] = enc[k]
+        own[k] = torch.cat([g[target_idx[r]].unsqueeze(1), neg.view(len(rows), n_neg, *g.shape[1:]),
+                            g[ref_idx[r].clamp_min(0)].unsqueeze(1)], dim=1)
+    scores = model.score_own(_slice(query, r), own)
+    out = M.hard_case_recall_at_1(scores, valid)
+    out["n_hard"] = float(len(rows))
+    return out

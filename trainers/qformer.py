@@ -1,0 +1,132 @@
+"""The SPRC/PTHA Q-Former CIR model on BLIP-2 parts (vision tower + Q-Former with its text path).
+
+Images become Q normalized query tokens; a (reference, text) query becomes one fused feature: the
+Q-Former's text [CLS] output while the query tokens attend to the reference. A target is scored by
+the max similarity over its query tokens. Tiny and real sizes share this code: both come from a
+``transformers.Blip2ForImageTextRetrieval`` (random from a config, or ``from_pretrained``).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import Blip2ForImageTextRetrieval
+
+from trainers.losses import max_sim, own_max_sim
+
+
+class QFormerBranch(nn.Module):
+    """Query tokens, Q-Former (query and text paths), projections and a learnable temperature."""
+
+    def __init__(self, hf: Blip2ForImageTextRetrieval, temperature: float):
+        super().__init__()
+        self.query_tokens = hf.query_tokens
+        self.embeddings = hf.embeddings
+        self.qformer = hf.qformer
+        self.vision_projection = hf.vision_projection
+        self.text_projection = hf.text_projection
+        self.temp = nn.Parameter(torch.tensor(float(temperature)))
+
+    @property
+    def num_query_tokens(self) -> int:
+        return self.query_tokens.shape[1]
+
+    def image_tokens(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Vision features (B,P,Dv) -> normalized query tokens (B,Q,E)."""
+        queries = self.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        out = self.qformer(
+            query_embeds=queries,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=_ones(image_embeds),
+        ).last_hidden_state
+        return F.normalize(self.vision_projection(out), dim=-1)
+
+    def fuse(
+        self, image_embeds: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(reference features, text) -> fused feature (B,E), Q-Former hidden states (B,Q+L,D), their mask."""
+        queries = self.query_tokens.expand(image_embeds.shape[0], -1, -1)
+        mask = torch.cat([torch.ones(queries.shape[:2], dtype=attention_mask.dtype, device=queries.device), attention_mask], 1)
+        embeds = self.embeddings(input_ids=input_ids, query_embeds=queries)
+        hidden = self.qformer(
+            query_embeds=embeds,
+            query_length=queries.shape[1],
+            attention_mask=mask,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=_ones(image_embeds),
+        ).last_hidden_state
+        # The text [CLS] sits right after the query tokens (SPRC / LAVIS blip2_cir).
+        fused = F.normalize(self.text_projection(hidden[:, queries.shape[1], :]), dim=-1)
+        return fused, hidden, mask
+
+    def text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Text-only pass (the Q-Former as a BERT text encoder) -> normalized [CLS] feature (B,E)."""
+        hidden = self.qformer(
+            query_embeds=self.embeddings(input_ids=input_ids), query_length=0, attention_mask=attention_mask
+        ).last_hidden_state
+        return F.normalize(self.text_projection(hidden[:, 0, :]), dim=-1)
+
+
+def _ones(x: torch.Tensor) -> torch.Tensor:
+    return torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
+
+
+class VisionTower(nn.Module):
+    """The BLIP-2 vision encoder; frozen by default, and then run without autograd."""
+
+    def __init__(self, hf: Blip2ForImageTextRetrieval, frozen: bool):
+        super().__init__()
+        self.model = hf.vision_model
+        self.frozen = frozen
+        if frozen:
+            self.model.requires_grad_(False)
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        if self.frozen:
+            self.model.eval()  # no dropout in a frozen tower, whatever mode the parent is in
+            with torch.no_grad():
+                return self.model(pixel_values=pixel_values).last_hidden_state
+        return self.model(pixel_values=pixel_values).last_hidden_state
+
+
+class QFormerCIR(nn.Module):
+    """SPRC/PTHA composed retrieval model: one Q-Former branch over a (frozen) vision tower."""
+
+    kind = "qformer_cir"
+
+    def __init__(self, hf: Blip2ForImageTextRetrieval, *, temperature: float = 0.07, freeze_vision: bool = True):
+        super().__init__()
+        self.blip2_config = hf.config
+        self.vision = VisionTower(hf, freeze_vision)
+        self.branch = QFormerBranch(hf, temperature)
+
+    @property
+    def temp(self) -> torch.Tensor:
+        return self.branch.temp
+
+    def encode_gallery(self, pixel_values: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Images (N,3,H,W) -> {"tokens": (N,Q,E)}."""
+        return {"tokens": self.branch.image_tokens(self.vision(pixel_values))}
+
+    def encode_query(
+        self, pixel_values: torch.Tensor, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """(reference images, token ids) -> {"fused": (B,E)}."""
+        fused, _, _ = self.branch.fuse(self.vision(pixel_values), input_ids, attention_mask)
+        return {"fused": fused}
+
+    def encode_text(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Text-only feature (B,E), for the text-to-text / text-to-target term."""
+        return self.branch.text(input_ids, attention_mask)
+
+    def score(self, query: dict[str, torch.Tensor], gallery: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(B queries) x (N images) -> (B,N) by max similarity over each image's query tokens."""
+        return max_sim(query["fused"], gallery["tokens"])
+
+    def score_own(self, query: dict[str, torch.Tensor], own: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Row i against only its own K images (values shaped (B,K,...)) -> (B,K)."""
+        return own_max_sim(query["fused"], own["tokens"])
+
+    def set_stage(self, stage: str) -> None:
+        """Everything but a frozen vision tower trains in every QFormerCIR stage."""
+        self.branch.requires_grad_(True)
