@@ -50,7 +50,7 @@ def shapesworld_seed_set(n_pairs: int, *, seed: int, image_size: int = 64, max_e
     from pipeline.shapesworld import ShapesWorld, annotate, render
 
     rng = random.Random(seed)
-    world = ShapesWorld()
+    world = ShapesWorld(image_size=image_size, seed=seed)
     images, scenes, pairs = [], [], []
     for _ in range(n_pairs):
         ref, tgt = world.sample_pair(rng, n_edits=rng.randint(1, max_edits))

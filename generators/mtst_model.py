@@ -8,6 +8,7 @@ text. The reverse text is the same model on (target, reference).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ WEIGHTS_FILE = "model.safetensors"
 # BLIP's preprocessing statistics (the OpenAI CLIP ones); a checkpoint's preprocessor_config wins.
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
 
 
 @dataclass
@@ -314,7 +316,8 @@ class MTSTGenerator(nn.Module):
             ids = list(ids)
             if eos in ids:
                 ids = ids[: ids.index(eos)]
-            texts.append(self.tokenizer.decode(ids, skip_special_tokens=True).strip())
+            text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
+            texts.append(_SPACE_BEFORE_PUNCT.sub(r"\1", text))
         return texts
 
 

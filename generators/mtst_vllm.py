@@ -45,3 +45,9 @@ class VLLMDecoder:
         prompts = [{"prompt_embeds": e} for e in prefix.detach().to("cpu")]
         outs = self.llm.generate(prompts, params, use_tqdm=False)
         return [list(o.outputs[0].token_ids) for o in outs]
+
+    def close(self) -> None:
+        """Stop the engine's processes now rather than at interpreter exit."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None:
+            core.shutdown()

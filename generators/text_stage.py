@@ -43,6 +43,12 @@ class MTSTTextStage(Stage):
                 max_model_len=min(self.model.config.text_config.max_position_embeddings, 4096),
             )
 
+    def teardown(self) -> None:
+        """Release the vLLM engine (its worker processes), if any."""
+        if self.decoder is not None:
+            self.decoder.close()
+            self.decoder = None
+
     def process(self, batch: Batch) -> Batch:
         n = batch_len(batch)
         # 1. each distinct image id of the batch is decoded and encoded once

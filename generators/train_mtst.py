@@ -94,7 +94,7 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
         torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
         opt.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
         if step % cfg.train.checkpoint_every == 0 or step == end:

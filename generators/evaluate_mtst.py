@@ -1,0 +1,107 @@
+"""Exact accuracy of MTST texts on held-out ShapesWorld pairs: does the text turn one scene into the other?
+
+``python -m generators.evaluate_mtst --config cfg.yaml`` trains (or loads the cached model), writes
+forward and reverse texts for ``eval.n_pairs`` pairs drawn with ``eval.seed`` and prints the share
+that ShapesWorld's strict parser applies exactly (forward: ref -> target; reverse: target -> ref).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections import Counter
+from pathlib import Path
+
+from generators.config import MTSTConfig, load_mtst_config
+from generators.mtst_data import shapesworld_seed_set
+from generators.text_stage import MTSTTextStage
+from generators.train_mtst import train_mtst
+
+
+def evaluate_mtst(cfg: MTSTConfig, model_dir: str | Path | None = None) -> dict:
+    """Train or load the model, then score its texts on held-out pairs; returns the report dict."""
+    from pipeline.shapesworld import Scene, apply_text
+
+    # 1. the model
+    train = None
+    if model_dir is None:
+        train = train_mtst(cfg)
+        model_dir = train.model_dir
+    # 2. held-out pairs (their own seed), and how many of them the seed set already had
+    held = shapesworld_seed_set(
+        cfg.eval.n_pairs, seed=cfg.eval.seed, image_size=cfg.data.image_size, max_edits=cfg.data.max_edits
+    )
+    seen = _seed_pairs(cfg) if train is not None else set()
+    # 3. texts, both directions
+    t0 = time.perf_counter()
+    stage = MTSTTextStage(model_dir, cfg.infer)
+    try:
+        images = list(held.images)
+        forward, reverse = stage.describe(images, [p[0] for p in held.pairs], [p[1] for p in held.pairs])
+    finally:
+        stage.teardown()
+    seconds = time.perf_counter() - t0
+    # 4. exact check with the strict parser
+    scenes = [Scene.from_json(s) for s in held.scenes]
+    ok_f, ok_r, failures = [], [], []
+    for (r, t, gold_f, gold_r), f, b in zip(held.pairs, forward, reverse):
+        ok_f.append(apply_text(f, scenes[r]) == scenes[t])
+        ok_r.append(apply_text(b, scenes[t]) == scenes[r])
+        if not (ok_f[-1] and ok_r[-1]) and len(failures) < 20:
+            failures.append({"forward": f, "forward_ok": ok_f[-1], "annotator": gold_f,
+                             "reverse": b, "reverse_ok": ok_r[-1], "annotator_reverse": gold_r})
+    n = len(held.pairs)
+    kinds = Counter(_edit_kind(scenes[r], scenes[t]) for r, t, _, _ in held.pairs)
+    wrong = Counter(_edit_kind(scenes[r], scenes[t]) for (r, t, _, _), ok in zip(held.pairs, ok_f) if not ok)
+    return {
+        "n_pairs": n,
+        "forward_accuracy": sum(ok_f) / n,
+        "reverse_accuracy": sum(ok_r) / n,
+        "pairs_also_in_seed_set": sum((held.scenes[r], held.scenes[t]) in seen for r, t, _, _ in held.pairs),
+        "forward_errors_by_edit": {k: f"{wrong[k]}/{kinds[k]}" for k in sorted(kinds)},
+        "train_seconds": None if train is None else round(train.seconds, 1),
+        "train_cached": None if train is None else train.cached,
+        "train_steps": None if train is None else train.steps,
+        "generate_seconds": round(seconds, 1),
+        "model_dir": str(model_dir),
+        "backend": cfg.infer.backend,
+        "failures": failures,
+    }
+
+
+def _seed_pairs(cfg: MTSTConfig) -> set[tuple[str, str]]:
+    d = cfg.data
+    s = shapesworld_seed_set(d.n_triplets, seed=d.seed, image_size=d.image_size, max_edits=d.max_edits)
+    return {(s.scenes[r], s.scenes[t]) for r, t, _, _ in s.pairs}
+
+
+def _edit_kind(ref, tgt) -> str:
+    from pipeline.shapesworld import diff
+
+    edits = diff(ref, tgt) or []
+    return "+".join(e.kind for e in edits) or "none"
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description="Exact accuracy of MTST forward/reverse texts on held-out ShapesWorld pairs.")
+    ap.add_argument("--config", default=None, help="YAML with the MTST section (top level, mtst: or generator.mtst:)")
+    ap.add_argument("--model", default=None, help="evaluate this saved model instead of training from the config")
+    ap.add_argument("--report", default=None, help="also write the full report (with failures) as JSON here")
+    args = ap.parse_args(argv)
+    cfg = load_mtst_config(args.config)
+    rep = evaluate_mtst(cfg, args.model)
+    if args.report:
+        Path(args.report).write_text(json.dumps(rep, indent=2))
+    if rep["train_seconds"] is not None:
+        how = "loaded from cache" if rep["train_cached"] else f"trained in {rep['train_seconds']:.0f} s"
+        print(f"model {rep['model_dir']}: {how}, {rep['train_steps']} steps")
+    print(f"held-out pairs: {rep['n_pairs']} (eval.seed={cfg.eval.seed}; {rep['pairs_also_in_seed_set']} also in the seed set)")
+    print(f"forward accuracy (text turns reference into target): {rep['forward_accuracy']:.1%}")
+    print(f"reverse accuracy (text turns target into reference): {rep['reverse_accuracy']:.1%}")
+    print(f"forward errors by edit kind: {rep['forward_errors_by_edit']}")
+    for f in rep["failures"][:5]:
+        print(f"  e.g. generated {f['forward']!r} (annotator: {f['annotator']!r})")
+
+
+if __name__ == "__main__":
+    main()

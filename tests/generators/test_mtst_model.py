@@ -1,0 +1,124 @@
+import torch
+from transformers import (
+    InstructBlipConfig,
+    InstructBlipForConditionalGeneration,
+    InstructBlipQFormerConfig,
+    InstructBlipVisionConfig,
+    LlamaConfig,
+)
+
+from generators.mtst_model import MTSTGenerator
+from generators.mtst_tokenizer import build_word_tokenizer
+
+
+def _same(a: torch.nn.Module | torch.Tensor, b) -> bool:
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def _tiny_instructblip(tmp_path, tokenizer):
+    """A tiny InstructBLIP checkpoint laid out like Salesforce/instructblip-vicuna-7b."""
+    config = InstructBlipConfig(
+        vision_config=InstructBlipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                               num_attention_heads=2, image_size=32, patch_size=8),
+        qformer_config=InstructBlipQFormerConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
+                                                 num_attention_heads=2, intermediate_size=64),
+        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+                                num_attention_heads=2, num_key_value_heads=2),
+        num_query_tokens=4,
+    )
+    torch.manual_seed(0)
+    ib = InstructBlipForConditionalGeneration(config)
+    with torch.no_grad():
+        ib.query_tokens.normal_()  # the init leaves them zero; make the comparison mean something
+    ib.save_pretrained(tmp_path / "ib")
+    tokenizer.save_pretrained(tmp_path / "ib")
+    tokenizer.save_pretrained(tmp_path / "ib" / "qformer_tokenizer")
+    return ib, tmp_path / "ib"
+
+
+def test_instructblip_checkpoint_loads_into_the_generator(tmp_path, tokenizer):
+    ib, path = _tiny_instructblip(tmp_path, tokenizer)
+    model = MTSTGenerator.from_pretrained(path)
+    for name in ("vision_model", "qformer", "language_projection", "language_model", "query_tokens"):
+        assert _same(getattr(model, name), getattr(ib, name)), name
+    # Real size: vision encoder and LLM frozen, Q-Former + queries + projection trained.
+    assert not any(p.requires_grad for p in model.vision_model.parameters())
+    assert not any(p.requires_grad for p in model.language_model.parameters())
+    assert all(p.requires_grad for p in model.qformer.parameters())
+    assert model.query_tokens.requires_grad and model.language_projection.weight.requires_grad
+
+
+def test_a_finetuned_checkpoint_saves_only_what_it_trained(tmp_path, tokenizer):
+    _, path = _tiny_instructblip(tmp_path, tokenizer)
+    model = MTSTGenerator.from_pretrained(path)
+    with torch.no_grad():
+        model.query_tokens.add_(1.0)
+    model.save_pretrained(tmp_path / "mtst")
+    full = (path / "model.safetensors").stat().st_size
+    assert (tmp_path / "mtst" / "model.safetensors").stat().st_size < full / 2
+    back = MTSTGenerator.from_pretrained(tmp_path / "mtst")
+    assert _same(back, model)
+
+
+def test_save_and_load_round_trip(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path / "m")
+    back = MTSTGenerator.from_pretrained(tmp_path / "m")
+    assert _same(back, tiny_model)
+    assert back.train_all and back.instruction == tiny_model.instruction
+    assert back.tokenizer.get_vocab() == tiny_model.tokenizer.get_vocab()
+
+
+def test_tiny_trains_everything_unless_told(tiny_model):
+    assert all(p.requires_grad for p in tiny_model.parameters())
+    tiny_model.set_trainable(False)
+    trained = {n.split(".")[0] for n, p in tiny_model.named_parameters() if p.requires_grad}
+    assert trained == {"query_tokens", "qformer", "language_projection"}
+
+
+def test_word_tokenizer_round_trips_text(tiny_model):
+    text = "Make the red circle blue, then remove it."
+    tok = build_word_tokenizer([text])
+    ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert tok.unk_token_id not in ids and len(ids) == 10  # "blue" "," ... "it" "."
+    tiny_model.tokenizer = tok
+    assert tiny_model.decode([ids + [tok.eos_token_id, 5]]) == [text]
+
+
+def test_prefix_has_three_query_blocks_and_the_instruction(tiny_model):
+    feats = tiny_model.encode_images(torch.randn(2, 3, 32, 32))
+    prefix = tiny_model.prefix_embeds(feats[:1], feats[1:])
+    n_query = tiny_model.config.num_query_tokens
+    assert prefix.shape == (1, 3 * n_query + len(tiny_model.instruction_ids), tiny_model.config.text_config.hidden_size)
+
+
+def test_encode_images_batched_matches_one_by_one(tiny_model):
+    x = torch.randn(3, 3, 32, 32)
+    batched = tiny_model.encode_images(x)
+    for i in range(3):
+        one = tiny_model.encode_images(x[i : i + 1])
+        torch.testing.assert_close(batched.queries[i : i + 1], one.queries, rtol=1e-4, atol=1e-5)
+        torch.testing.assert_close(batched.patches[i : i + 1], one.patches, rtol=1e-4, atol=1e-5)
+
+
+def test_loss_counts_text_tokens_only(tiny_model):
+    feats = tiny_model.encode_images(torch.randn(2, 3, 32, 32))
+    loss = tiny_model.loss(feats[:1], feats[1:], ["make it red"])
+    loss.backward()
+    assert loss.item() > 0 and tiny_model.query_tokens.grad is not None
+
+
+def test_generate_greedy_and_beam_give_text(tiny_model):
+    feats = tiny_model.encode_images(torch.randn(2, 3, 32, 32))
+    for beams in (1, 2):
+        texts = tiny_model.generate(feats[:2], feats[[1, 0]], num_beams=beams, max_new_tokens=4)
+        assert len(texts) == 2 and all(isinstance(t, str) for t in texts)
+
+
+def test_bf16_forward(tiny_model):
+    model = tiny_model.to(torch.bfloat16)
+    feats = model.encode_images(torch.randn(2, 3, 32, 32))
+    assert feats.queries.dtype == torch.bfloat16
+    assert model.loss(feats[:1], feats[1:], ["make it red"]).isfinite()

@@ -1,0 +1,53 @@
+import torch
+
+from generators.config import MTSTConfig
+from generators.mtst_model import MTSTGenerator
+from generators.train_mtst import train_mtst
+
+from .conftest import SMALL
+
+
+def _config(tmp_path, **train):
+    opts = {"epochs": 3, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 3, "progress": False,
+            "cache_dir": str(tmp_path / "cache")} | train
+    return MTSTConfig(model=SMALL.model_copy(update={"image_size": 32}), train=opts)
+
+
+def _weights(path):
+    return MTSTGenerator.from_pretrained(path).state_dict()
+
+
+def test_loss_decreases_and_a_curve_is_drawn(tmp_path, seed_set):
+    res = train_mtst(_config(tmp_path, epochs=6), seed_set)
+    assert res.steps == 18 and not res.cached
+    assert sum(res.losses[-3:]) < sum(res.losses[:3]) / 2
+    assert (res.run_dir / "loss.png").stat().st_size > 0
+
+
+def test_a_rerun_with_the_same_config_loads_instead_of_training(tmp_path, seed_set):
+    first = train_mtst(_config(tmp_path), seed_set)
+    again = train_mtst(_config(tmp_path), seed_set)
+    assert again.cached and again.model_dir == first.model_dir and again.losses == first.losses
+    other = train_mtst(_config(tmp_path, lr=1e-3), seed_set)
+    assert not other.cached and other.run_dir != first.run_dir
+
+
+def test_same_seed_same_weights(tmp_path, seed_set):
+    a = train_mtst(_config(tmp_path / "a"), seed_set)
+    b = train_mtst(_config(tmp_path / "b"), seed_set)
+    wa, wb = _weights(a.model_dir), _weights(b.model_dir)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    c = train_mtst(_config(tmp_path / "c", seed=1), seed_set)
+    assert not torch.equal(_weights(c.model_dir)["query_tokens"], wa["query_tokens"])
+
+
+def test_resume_continues_the_step_count_and_ends_where_an_uninterrupted_run_does(tmp_path, seed_set):
+    whole = train_mtst(_config(tmp_path / "whole"), seed_set)
+    cfg = _config(tmp_path / "cut")
+    part = train_mtst(cfg, seed_set, stop_after=4)
+    assert part.steps == 4 and part.model_dir.name == "step-0000004"
+    rest = train_mtst(cfg, seed_set)
+    assert rest.steps == whole.steps == 9 and len(rest.losses) == 9
+    assert rest.losses[:4] == part.losses
+    wa, wb = _weights(whole.model_dir), _weights(rest.model_dir)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
