@@ -21,7 +21,9 @@ class TinyConfig(Section):
     vision_layers: int = 1
     patch_size: int = 16
     qformer_hidden: int = 32
-    qformer_layers: int = 2
+    # >= 2: in a Q-Former layer the text attends to the queries before they cross-attend to the image,
+    # so with one layer the fused (reference, text) feature would never see the reference.
+    qformer_layers: int = Field(2, ge=2)
     heads: int = 2
     num_query_tokens: int = 4
     embed_dim: int = Field(16, description="projection size the scores are computed in")
@@ -115,6 +117,9 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints (and always at the end)")
     resume: bool = Field(True, description="continue from the last checkpoint in out_dir when there is one")
     progress: bool = Field(True, description="show a progress bar")
+    num_threads: int | None = Field(
+        None, ge=1, description="torch intra-op threads; None keeps torch's default (1 is fastest for tiny models)"
+    )
 
     @model_validator(mode="after")
     def _stage_matches_model(self):

@@ -8,6 +8,7 @@ max-sim over that branch's target tokens), so the weights act per query and per 
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import nn
@@ -30,7 +31,11 @@ class AdaptiveCompositor(nn.Module):
         # Zero last layer: training starts from an even 0.5/0.5 blend instead of a random tilt.
         nn.init.zeros_(self.mlp[-1].weight)
         nn.init.zeros_(self.mlp[-1].bias)
-        self.temp = nn.Parameter(torch.tensor(float(temperature)))
+        self.log_temp = nn.Parameter(torch.tensor(math.log(temperature)))  # log space, as in QFormerBranch
+
+    @property
+    def temp(self) -> torch.Tensor:
+        return self.log_temp.exp()
 
     def forward(
         self, gm_hidden: torch.Tensor, gm_mask: torch.Tensor, di_hidden: torch.Tensor, di_mask: torch.Tensor

@@ -118,7 +118,7 @@ def plot_focus(report: FocusReport, path: str | Path) -> Path:
         toks, vals = zip(*report.token_drops[0]) if report.token_drops[0] else ((), ())
         axes[2].bar(range(len(vals)), vals, color="tab:orange")
         axes[2].set_xticks(range(len(toks)), toks, rotation=45, ha="right", fontsize=8)
-    axes[2].set_title("margin drop per removed token (query 1)")
+    axes[2].set_title("drop per removed token (query 1)")
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)

@@ -82,6 +82,8 @@ def _model_and_tokenizer(cfg: TrainConfig, texts):
 
 def train(source, cfg: TrainConfig, texts=lambda: iter(())) -> TrainResult:
     """The loop: AdamW on the stage's trainable weights, checkpoints, resume, loss curve."""
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "train_config.json").write_text(cfg.model_dump_json(indent=2))

@@ -7,6 +7,8 @@ the max similarity over its query tokens. Tiny and real sizes share this code: b
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -25,7 +27,13 @@ class QFormerBranch(nn.Module):
         self.qformer = hf.qformer
         self.vision_projection = hf.vision_projection
         self.text_projection = hf.text_projection
-        self.temp = nn.Parameter(torch.tensor(float(temperature)))
+        # Learned in log space (CLIP's logit_scale): an Adam step then changes tau by a ratio, not by
+        # an absolute amount that would drive 0.07 to the clamp in a few dozen high-lr steps.
+        self.log_temp = nn.Parameter(torch.tensor(math.log(temperature)))
+
+    @property
+    def temp(self) -> torch.Tensor:
+        return self.log_temp.exp()
 
     @property
     def num_query_tokens(self) -> int:
