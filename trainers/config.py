@@ -117,6 +117,8 @@ class TrainConfig(Section):
     checkpoint_every: int = Field(50, ge=1, description="steps between checkpoints (and always at the end)")
     resume: bool = Field(True, description="continue from the last checkpoint in out_dir when there is one")
     progress: bool = Field(True, description="show a progress bar")
+    device: str = Field("auto", description="'auto' (cuda when there is one), 'cpu', 'cuda', 'cuda:1', ...")
+    precision: Literal["fp32", "bf16"] = Field("fp32", description="bf16: autocast matmuls on GPU (real size)")
     num_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads; None keeps torch's default (1 is fastest for tiny models)"
     )
@@ -136,4 +138,5 @@ class EvalConfig(Section):
     map_ks: tuple[int, ...] = (5, 10, 25, 50)
     batch_size: int = Field(32, ge=1)
     max_text_len: int = Field(32, ge=4)
+    split: str = Field("test", description="the split evaluate() reads when given a dataset folder")
     exclude_reference: bool = Field(True, description="drop the reference from its own gallery (CIRR, CIRCO)")

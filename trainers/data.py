@@ -72,6 +72,11 @@ class TripletBatch:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def to(self, device: torch.device | str) -> "TripletBatch":
+        """The same batch with every tensor on ``device``."""
+        moved = {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in vars(self).items()}
+        return TripletBatch(**moved)
+
 
 def collate(rows: Sequence[Row], tokenizer, image_size: int, max_text_len: int = 32, root: Path | None = None) -> TripletBatch:
     """Decode images, tokenize texts; a missing negative becomes zeros with its mask off."""

@@ -66,7 +66,7 @@ def _encode_images(model, values: Sequence[Any], size: int, batch: int, root) ->
     parts: list[dict[str, torch.Tensor]] = []
     for i in range(0, len(values), batch):
         px = torch.stack([image_to_tensor(decode_image(v, root), size) for v in values[i : i + batch]])
-        parts.append(model.encode_gallery(px))
+        parts.append(model.encode_gallery(px.to(_device(model))))
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -78,8 +78,13 @@ def _encode_queries(model, bench: Benchmark, tokenizer, size: int, batch: int, m
         px = torch.stack([image_to_tensor(decode_image(bench.images[q.reference_id], bench.root), size) for q in chunk])
         enc = tokenizer([q.text for q in chunk], padding="max_length", truncation=True, max_length=max_len,
                         return_tensors="pt")
-        parts.append(model.encode_query(px, enc["input_ids"], enc["attention_mask"]))
+        dev = _device(model)
+        parts.append(model.encode_query(px.to(dev), enc["input_ids"].to(dev), enc["attention_mask"].to(dev)))
     return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
+
+
+def _device(model) -> torch.device:
+    return next(iter(model.parameters()), torch.empty(0)).device
 
 
 def _slice(d: dict[str, torch.Tensor], idx) -> dict[str, torch.Tensor]:
@@ -87,12 +92,15 @@ def _slice(d: dict[str, torch.Tensor], idx) -> dict[str, torch.Tensor]:
 
 
 @torch.no_grad()
-def evaluate(model, benchmark: Benchmark, cfg: EvalConfig = EvalConfig(), tokenizer=None) -> dict[str, float]:
+def evaluate(model, benchmark: Benchmark | str | Path, cfg: EvalConfig = EvalConfig(), tokenizer=None) -> dict[str, float]:
     """All metrics that apply to ``benchmark``: R@K, Rs@K (groups), FashionIQ R_avg, mAP@K, hard-case R@1.
 
-    ``model`` may be a saved model folder; the tokenizer defaults to the one saved with the model."""
+    ``model`` may be a saved model folder (its tokenizer is the default); ``benchmark`` a dataset folder
+    (its ``cfg.split`` split)."""
     if isinstance(model, (str, Path)):
         model = load_model(model)
+    if isinstance(benchmark, (str, Path)):
+        benchmark = benchmark_from_dataset(benchmark, cfg.split)
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
     was_training = model.training
     model.eval()
@@ -101,7 +109,7 @@ def evaluate(model, benchmark: Benchmark, cfg: EvalConfig = EvalConfig(), tokeni
     index = {g: i for i, g in enumerate(ids)}
     gallery = _encode_images(model, [benchmark.images[g] for g in ids], size, cfg.batch_size, benchmark.root)
     query = _encode_queries(model, benchmark, tokenizer, size, cfg.batch_size, text_length(model, cfg.max_text_len))
-    scores = torch.cat([model.score(_slice(query, slice(i, i + cfg.batch_size)), gallery)
+    scores = torch.cat([model.score(_slice(query, slice(i, i + cfg.batch_size)), gallery).float().cpu()
                         for i in range(0, len(benchmark.queries), cfg.batch_size)])
     qs = benchmark.queries
     target_idx = torch.tensor([index[q.target_ids[0]] for q in qs])
@@ -130,20 +138,21 @@ def _hard_case(model, bench, query, gallery, target_idx, ref_idx, size, cfg) -> 
     rows = [i for i, q in enumerate(bench.queries) if any(n is not None for n in q.negatives)]
     if not rows:
         return {}
-    n_neg = len(NEGATIVE_COLUMNS)
+    dev, n_neg = _device(model), len(NEGATIVE_COLUMNS)
     negs = [bench.queries[i].negatives[k] for i in rows for k in range(n_neg)]
     have = torch.tensor([n is not None for n in negs])
     enc = _encode_images(model, [n for n in negs if n is not None], size, cfg.batch_size, bench.root)
     r = torch.tensor(rows)
-    own, valid = {}, torch.ones(len(rows), 2 + n_neg, dtype=torch.bool)
+    tgt, ref = target_idx[r].to(dev), ref_idx[r].clamp_min(0).to(dev)
+    valid = torch.ones(len(rows), 2 + n_neg, dtype=torch.bool)
     valid[:, 1 : 1 + n_neg] = have.view(len(rows), n_neg)
     valid[:, -1] = ref_idx[r] >= 0
+    own = {}
     for k, g in gallery.items():
         neg = g.new_zeros(len(negs), *g.shape[1:])
-        neg[have] = enc[k]
-        own[k] = torch.cat([g[target_idx[r]].unsqueeze(1), neg.view(len(rows), n_neg, *g.shape[1:]),
-                            g[ref_idx[r].clamp_min(0)].unsqueeze(1)], dim=1)
-    scores = model.score_own(_slice(query, r), own)
+        neg[have.to(dev)] = enc[k]
+        own[k] = torch.cat([g[tgt].unsqueeze(1), neg.view(len(rows), n_neg, *g.shape[1:]), g[ref].unsqueeze(1)], 1)
+    scores = model.score_own(_slice(query, r.to(dev)), own).float().cpu()
     out = M.hard_case_recall_at_1(scores, valid)
     out["n_hard"] = float(len(rows))
     return out

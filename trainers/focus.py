@@ -62,7 +62,8 @@ def focus_diagnosis(model, rows: Sequence[dict], tokenizer=None, grid: int = 4, 
             continue
         ref = image_to_tensor(decode_image(row["reference_image"], root), size)
         cands = torch.stack([image_to_tensor(decode_image(v, root), size) for v in [row["target_image"], *negs]])
-        gallery = model.encode_gallery(cands)
+        dev = next(iter(model.parameters()), torch.empty(0)).device
+        gallery = model.encode_gallery(cands.to(dev))
         enc = tokenizer([row["modification_text"]], padding="max_length", truncation=True, max_length=max_len,
                         return_tensors="pt")
         ids, mask = enc["input_ids"], enc["attention_mask"]
@@ -74,7 +75,7 @@ def focus_diagnosis(model, rows: Sequence[dict], tokenizer=None, grid: int = 4, 
         for n, j in enumerate(positions):
             all_mask[1 + grid * grid + n, j] = 0
             all_ids[1 + grid * grid + n, j] = tokenizer.pad_token_id
-        scores = model.score(model.encode_query(pixels, all_ids, all_mask), gallery)
+        scores = model.score(model.encode_query(pixels.to(dev), all_ids.to(dev), all_mask.to(dev)), gallery).float().cpu()
         margin = scores[:, 0] - scores[:, 1:].max(dim=1).values
         drops = (margin[0] - margin[1:]).clamp_min(0.0)
         img_drops, txt_drops = drops[: grid * grid], drops[grid * grid :]

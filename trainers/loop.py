@@ -89,6 +89,8 @@ def train(source, cfg: TrainConfig, texts=lambda: iter(())) -> TrainResult:
     (out / "train_config.json").write_text(cfg.model_dump_json(indent=2))
     model, tokenizer = _model_and_tokenizer(cfg, texts)
     model.tokenizer = tokenizer
+    device = resolve_device(cfg.device)
+    model.to(device)
     model.set_stage(cfg.stage)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, betas=cfg.optim.betas)
@@ -108,8 +110,9 @@ def train(source, cfg: TrainConfig, texts=lambda: iter(())) -> TrainResult:
     bar = tqdm(total=cfg.optim.max_steps, initial=step, disable=not cfg.progress, desc=cfg.stage)
     while step < cfg.optim.max_steps:
         epoch, rows = next(batches)
-        batch = collate(rows, tokenizer, _image_size(model), max_len, getattr(source, "root", None))
-        total, parts = stage_losses(model, batch, cfg.stage, cfg.loss)
+        batch = collate(rows, tokenizer, _image_size(model), max_len, getattr(source, "root", None)).to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+            total, parts = stage_losses(model, batch, cfg.stage, cfg.loss)
         opt.zero_grad(set_to_none=True)
         total.backward()
         if cfg.optim.grad_clip:
@@ -126,6 +129,13 @@ def train(source, cfg: TrainConfig, texts=lambda: iter(())) -> TrainResult:
     (out / "history.jsonl").write_text("".join(json.dumps(h) + "\n" for h in history))
     plot_losses(history, out / "loss.png")
     return TrainResult(model=model, tokenizer=tokenizer, model_dir=model_dir, history=history)
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is the first GPU when there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
 
 
 def _image_size(model) -> int:

@@ -4,6 +4,8 @@ import json
 import torch
 from safetensors.torch import load_file
 
+from trainers.config import EvalConfig
+from trainers.evaluate import evaluate
 from trainers.loop import finetune, pretrain
 
 
@@ -29,6 +31,9 @@ def test_pretrain_writes_model_curve_and_checkpoints(train_cfg, tmp_path, datase
     assert set(result.history[-1]) >= {"q2t", "t2t", "p2p", "loss"}  # stage ptha
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "ckpt-00000002" / "optimizer.safetensors").exists()
+    # what a flow calls next: evaluate(saved model folder, dataset folder, cfg) -> dict
+    metrics = evaluate(result.model_dir, dataset_dir, EvalConfig(split="train", batch_size=4))
+    assert metrics["n_queries"] == 8.0 and 0.0 <= metrics["hard_R@1"] <= 100.0
 
 
 def test_resume_continues_exactly_where_it_stopped(train_cfg, tmp_path, dataset_dir):
