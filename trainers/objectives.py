@@ -9,36 +9,43 @@ from trainers.data import TripletBatch
 from trainers.qformer import QFormerBranch
 
 
-def _neg_tokens(branch: QFormerBranch, vision, batch: TripletBatch) -> torch.Tensor | None:
-    """FBCIR negatives as (B,2,Q,E) tokens; only the ones that exist go through the model."""
+def _vision_feats(vision, batch: TripletBatch, with_negatives: bool) -> dict[str, torch.Tensor | None]:
+    """Reference, target and existing-negative images through the vision tower in one pass."""
+    b = len(batch)
     mask = batch.neg_mask.reshape(-1)
-    if not mask.any():
+    negs = batch.negatives.reshape(-1, *batch.negatives.shape[2:])[mask] if with_negatives else batch.reference[:0]
+    feats = vision(torch.cat([batch.reference, batch.target, negs]))
+    return {"ref": feats[:b], "tgt": feats[b : 2 * b], "neg": feats[2 * b :] if len(negs) else None}
+
+
+def _neg_tokens(branch: QFormerBranch, neg_feats: torch.Tensor | None, neg_mask: torch.Tensor) -> torch.Tensor | None:
+    """FBCIR negatives as (B,2,Q,E) tokens, zeros where a row has none (masked out of the loss)."""
+    if neg_feats is None:
         return None
-    flat = batch.negatives.reshape(-1, *batch.negatives.shape[2:])
-    tokens = branch.image_tokens(vision(flat[mask]))
-    full = tokens.new_zeros(mask.shape[0], *tokens.shape[1:])
-    full[mask] = tokens
-    return full.reshape(*batch.neg_mask.shape, *tokens.shape[1:])
+    tokens = branch.image_tokens(neg_feats)
+    flat = neg_mask.reshape(-1)
+    full = tokens.new_zeros(flat.shape[0], *tokens.shape[1:])
+    full[flat] = tokens
+    return full.reshape(*neg_mask.shape, *tokens.shape[1:])
 
 
 def _temp(branch_temp: torch.Tensor, cfg: LossConfig) -> torch.Tensor:
     return L.clamp_temperature(branch_temp, cfg.min_temperature, cfg.max_temperature)
 
 
-def _branch_q2t(branch, vision, batch, cfg: LossConfig, *, with_reference: bool):
+def _branch_q2t(branch: QFormerBranch, feats, batch: TripletBatch, cfg: LossConfig, *, with_reference: bool):
     """L_q2t (or L_DI when ``with_reference``) for one branch; also returns what PTHA reuses."""
-    ref_feats, tgt_feats = vision(batch.reference), vision(batch.target)
-    fused, _, _ = branch.fuse(ref_feats, batch.input_ids, batch.attention_mask)
-    tgt_tokens = branch.image_tokens(tgt_feats)
-    negs = _neg_tokens(branch, vision, batch) if cfg.fbcir else None
-    neg_mask = batch.neg_mask if negs is not None else None
+    fused, _, _ = branch.fuse(feats["ref"], batch.input_ids, batch.attention_mask)
+    tgt_tokens = branch.image_tokens(feats["tgt"])
+    negs = _neg_tokens(branch, feats["neg"], batch.neg_mask)
     temp = _temp(branch.temp, cfg)
-    kw = dict(neg_tokens=negs, neg_mask=neg_mask, label_smoothing=cfg.label_smoothing)
+    kw = dict(neg_tokens=negs, neg_mask=batch.neg_mask if negs is not None else None,
+              label_smoothing=cfg.label_smoothing)
     if with_reference:
-        loss = L.di_loss(fused, tgt_tokens, branch.image_tokens(ref_feats), temp, **kw)
+        loss = L.di_loss(fused, tgt_tokens, branch.image_tokens(feats["ref"]), temp, **kw)
     else:
         loss = L.q2t_loss(fused, tgt_tokens, temp, **kw)
-    return loss, fused, tgt_tokens, tgt_feats, temp
+    return loss, fused, tgt_tokens, temp
 
 
 def stage_losses(model, batch: TripletBatch, stage: str, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
@@ -46,12 +53,14 @@ def stage_losses(model, batch: TripletBatch, stage: str, cfg: LossConfig) -> tup
     if stage in ("ptha", "q2t"):
         parts, weights = _ptha(model, batch, stage, cfg)
     elif stage == "df_di":
-        parts = {"di": _branch_q2t(model.di, model.vision, batch, cfg, with_reference=True)[0]}
+        feats = _vision_feats(model.vision, batch, cfg.fbcir)
+        parts = {"di": _branch_q2t(model.di, feats, batch, cfg, with_reference=True)[0]}
         weights = {"di": 1.0}
     elif stage == "df_joint":
+        feats = _vision_feats(model.vision, batch, cfg.fbcir)  # once for both branches
         parts = {
-            "di": _branch_q2t(model.di, model.vision, batch, cfg, with_reference=True)[0],
-            "gm": _branch_q2t(model.gm, model.vision, batch, cfg, with_reference=False)[0],
+            "di": _branch_q2t(model.di, feats, batch, cfg, with_reference=True)[0],
+            "gm": _branch_q2t(model.gm, feats, batch, cfg, with_reference=False)[0],
         }
         weights = {"di": 1.0, "gm": cfg.gamma}
     elif stage == "df_compositor":
@@ -63,8 +72,9 @@ def stage_losses(model, batch: TripletBatch, stage: str, cfg: LossConfig) -> tup
 
 
 def _ptha(model, batch, stage, cfg):
-    branch, vision = model.branch, model.vision
-    q2t, fused, tgt_tokens, tgt_feats, temp = _branch_q2t(branch, vision, batch, cfg, with_reference=False)
+    branch = model.branch
+    feats = _vision_feats(model.vision, batch, cfg.fbcir)
+    q2t, fused, tgt_tokens, temp = _branch_q2t(branch, feats, batch, cfg, with_reference=False)
     parts, weights = {"q2t": q2t}, {"q2t": cfg.q2t}
     if stage == "q2t":
         return parts, weights
@@ -77,7 +87,7 @@ def _ptha(model, batch, stage, cfg):
     has = batch.has_reverse
     if cfg.p2p > 0 and has.any():
         # Reverse prototype: the target composed with the reverse text should land on the forward one.
-        reverse, _, _ = branch.fuse(tgt_feats[has], batch.reverse_ids[has], batch.reverse_mask[has])
+        reverse, _, _ = branch.fuse(feats["tgt"][has], batch.reverse_ids[has], batch.reverse_mask[has])
         parts["p2p"] = L.p2p_loss(fused[has], reverse)
         weights["p2p"] = cfg.p2p
     return parts, weights
