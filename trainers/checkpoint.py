@@ -40,7 +40,7 @@ def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torc
 def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, Any]:
     state: dict[int, dict[str, Any]] = {}
     for name, value in tensors.items():
-        if name.startswith("state."):
+        if name.startswith("state."):  # rng.* entries are not optimizer state
             _, idx, key = name.split(".", 2)
             state.setdefault(int(idx), {})[key] = value
     for name, value in meta["scalars"].items():
@@ -58,6 +58,9 @@ def save_checkpoint(out_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     save_file(trainable_state(model), str(tmp / "model.safetensors"))
     opt_tensors, opt_meta = _flatten_optimizer(optimizer)
     opt_tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            opt_tensors[f"rng.cuda.{i}"] = st
     save_file(opt_tensors, str(tmp / "optimizer.safetensors"))
     (tmp / STATE_FILE).write_text(json.dumps({**state, "optimizer": opt_meta}))
     shutil.rmtree(final, ignore_errors=True)
@@ -83,4 +86,7 @@ def load_checkpoint(path: Path, model: nn.Module, optimizer: torch.optim.Optimiz
     state = json.loads((path / STATE_FILE).read_text())
     optimizer.load_state_dict(_unflatten_optimizer(tensors, state.pop("optimizer")))
     torch.set_rng_state(tensors["rng.torch"])
+    cuda = [tensors[f"rng.cuda.{i}"] for i in range(sum(k.startswith("rng.cuda.") for k in tensors))]
+    if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda)
     return state
