@@ -31,8 +31,11 @@ assert set(TRAIN_COLUMNS) <= set(COLUMN_NAMES), "trainers.data reads columns the
 Row = dict[str, Any]
 
 
-def decode_image(value: Any, root: Path | None = None) -> Image.Image:
-    """An HF Image struct ``{"bytes", "path"}`` (bytes first, else a path, absolute or under ``root``) or a PIL image."""
+def decode_image(value: Any, root: Path | None = None) -> Image.Image | torch.Tensor:
+    """An HF Image struct ``{"bytes", "path"}`` (bytes first, else a path, absolute or under ``root``),
+    a PIL image, or an already normalized pixel tensor (3,H,W), passed through."""
+    if torch.is_tensor(value):
+        return value
     if isinstance(value, Image.Image):
         return value.convert("RGB")
     if value.get("bytes"):

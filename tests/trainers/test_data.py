@@ -60,3 +60,13 @@ def test_row_batches_cycle_epochs_and_drop_the_short_tail(rows):
     assert all(len(chunk) == 2 for _, chunk in got)
     tiny = row_batches(MemoryTriplets(rows[:1]), batch_size=4)
     assert len(next(tiny)[1]) == 1  # a seed set smaller than a batch still trains
+
+
+def test_seed_rows_may_hold_pil_images_or_pixel_tensors(rows):
+    from tests.trainers.tinyworld import render
+
+    tok = build_word_tokenizer([r["modification_text"] for r in rows])
+    as_bytes = collate(rows[:1], tok, SIZE)
+    pil_row = {**rows[0], "reference_image": render("square", "red"), "target_image": as_bytes.target[0]}
+    b = collate([pil_row], tok, SIZE)
+    assert b.reference.shape == (1, 3, SIZE, SIZE) and torch.equal(b.target, as_bytes.target)
