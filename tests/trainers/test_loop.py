@@ -63,3 +63,20 @@ def test_detailfusion_three_stages_chain(train_cfg, tmp_path, rows):
     meta = json.loads((prev / "cirforge_model.json").read_text())
     assert meta["model"]["kind"] == "detailfusion"
     assert set(result.history[-1]) >= {"c", "loss"}
+
+
+def test_real_size_path_on_a_tiny_checkpoint(train_cfg, tmp_path, rows, tiny_model_cfg):
+    """size='real' loads a BLIP-2 retrieval checkpoint and its tokenizer by path, freezes the vision tower."""
+    from transformers import Blip2ForImageTextRetrieval
+
+    from trainers.factory import build_word_tokenizer, tiny_blip2_config
+
+    tok = build_word_tokenizer([r["modification_text"] for r in rows] + [r["reverse_text"] for r in rows])
+    Blip2ForImageTextRetrieval(tiny_blip2_config(tiny_model_cfg, len(tok))).save_pretrained(tmp_path / "ckpt")
+    tok.save_pretrained(tmp_path / "ckpt")
+    real = tiny_model_cfg.model_copy(update={"size": "real", "checkpoint": str(tmp_path / "ckpt")})
+    cfg = _cfg(train_cfg, tmp_path, "real", max_steps=2).model_copy(update={"model": real})
+    result = finetune(rows, cfg)
+    assert not any(p.requires_grad for p in result.model.vision.parameters())
+    saved = load_file(str(tmp_path / "real" / "ckpt-00000002" / "model.safetensors"))
+    assert saved and not any(k.startswith("vision.") for k in saved)  # frozen weights stay out of checkpoints
