@@ -3,6 +3,10 @@
 Checks that the real architecture runs through every training stage and evaluation code path, and
 reports step time and peak memory. Weights are random (speed does not depend on their values).
 Run: ``python -m trainers.bench_real --batch 32``; prints one JSON line per stage.
+
+Seen on one H100 (torch 2.11, transformers 5.17, bf16 autocast, batch 32 + 64 negatives, 2026-11-23):
+q2t 0.30 s/step 11.0 GiB; ptha 0.37 s 12.6 GiB; df_di 0.33 s 12.5 GiB; df_joint 0.51 s 18.7 GiB;
+df_compositor 0.27 s 7.6 GiB (3.5 M trainable weights against 186 M per Q-Former branch).
 """
 from __future__ import annotations
 
@@ -64,7 +68,7 @@ def run(kind: str, stages: list[str], batch: int, steps: int, device) -> list[di
         out.append({"kind": kind, "stage": stage, "batch": batch, "step_s": round(sum(times[1:]) / steps, 3),
                     "peak_gib": round(torch.cuda.max_memory_allocated(device) / 2**30, 1),
                     "trainable_m": round(sum(p.numel() for p in params) / 1e6, 1),
-                    "loss": round(float(loss), 3), **{k: round(v, 3) for k, v in parts.items()}})
+                    "loss": round(float(loss.detach()), 3), **{k: round(v, 3) for k, v in parts.items()}})
         print(json.dumps(out[-1]), flush=True)
     return out
 
