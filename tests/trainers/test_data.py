@@ -1,5 +1,4 @@
 """Streaming triplet rows from shards and from memory, and collating them."""
-import pyarrow.parquet as pq
 import pytest
 import torch
 

@@ -6,7 +6,7 @@ import torch
 
 from tests.trainers.tinyworld import SIZE, make_rows
 from trainers.config import EvalConfig
-from trainers.evaluate import Benchmark, Query, benchmark_from_dataset, benchmark_from_rows, evaluate
+from trainers.evaluate import Benchmark, Query, benchmark_from_dataset, evaluate
 from trainers.factory import build_word_tokenizer, create_model
 from trainers.focus import focus_diagnosis, plot_focus
 

@@ -1,7 +1,7 @@
 """Model forward shapes, stage freezing, BLIP-2 checkpoint loading and save/load round trips."""
 import pytest
 import torch
-from transformers import Blip2Model, Blip2QFormerConfig
+from transformers import Blip2Model
 
 from tests.trainers.tinyworld import SIZE, make_rows
 from trainers.config import LossConfig
