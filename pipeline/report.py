@@ -1,0 +1,177 @@
+"""The quality report of a dataset: ``report/index.html`` plus PNG plots, from the manifest and shards.
+
+Counts per stage and rejection reasons come from manifest.json; score histograms and sample grids
+read the kept (data/) and rejected (rejected/) shards with pyarrow, only the columns they need.
+"""
+from __future__ import annotations
+
+import html
+import io
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from pipeline.schema import SCORE_FIELDS
+from pipeline.shards import MANIFEST
+
+REPORT_DIR = "report"
+SAMPLE_COLUMNS = ("triplet_id", "reference_image", "target_image", "neg_text_aligned_image",
+                  "neg_image_aligned_image", "modification_text", "reverse_text")
+
+
+def _shards(root: Path, kept: bool) -> list[Path]:
+    return sorted((root / "data").rglob("*.parquet")) if kept else sorted((root / "rejected").rglob("*.parquet"))
+
+
+def _read(paths: list[Path], columns: list[str], limit: int | None = None) -> list[dict]:
+    rows: list[dict] = []
+    for p in paths:
+        have = set(pq.read_schema(p).names)
+        t = pq.read_table(p, columns=[c for c in columns if c in have]).to_pylist()
+        rows.extend(t)
+        if limit is not None and len(rows) >= limit:
+            return rows[:limit]
+    return rows
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    _plt().close(fig)
+    return path.name
+
+
+def plot_counts(manifest: dict, out: Path) -> str:
+    """Bars: pool images seen and kept, pairs mined, rows in, kept and rejected."""
+    plt = _plt()
+    sc, rows = manifest.get("stage_counts") or {}, manifest.get("rows") or {}
+    bars = [("pool seen", (sc.get("pool") or {}).get("seen")), ("pool kept", (sc.get("pool") or {}).get("kept")),
+            ("pairs mined", (sc.get("mining") or {}).get("pairs")), ("rows in", rows.get("in")),
+            ("rows kept", rows.get("kept")), ("rows rejected", rows.get("rejected"))]
+    bars = [(k, v) for k, v in bars if v is not None]
+    fig, ax = plt.subplots(figsize=(7, 3))
+    ax.bar([k for k, _ in bars], [v for _, v in bars], color="#4a7ab5")
+    for i, (_, v) in enumerate(bars):
+        ax.annotate(str(v), (i, v), ha="center", va="bottom", fontsize=8)
+    ax.set_title("counts per stage")
+    ax.tick_params(axis="x", labelsize=8)
+    return _save(fig, out / "counts.png")
+
+
+def plot_reasons(reasons: dict[str, int], out: Path) -> str | None:
+    if not reasons:
+        return None
+    plt = _plt()
+    items = sorted(reasons.items(), key=lambda kv: kv[1])
+    fig, ax = plt.subplots(figsize=(7, 0.6 + 0.3 * len(items)))
+    ax.barh([k for k, _ in items], [v for _, v in items], color="#c0504d")
+    ax.set_title("rejection reasons (a row may have several)")
+    ax.tick_params(axis="y", labelsize=8)
+    return _save(fig, out / "reject_reasons.png")
+
+
+def plot_scores(kept: list[dict], rejected: list[dict], out: Path) -> list[str]:
+    """One histogram per score field that any row has, kept and rejected overlaid."""
+    plt = _plt()
+    names = []
+    for f in SCORE_FIELDS:
+        k = [s[f] for s in kept if s and s.get(f) is not None]
+        r = [s[f] for s in rejected if s and s.get(f) is not None]
+        if not k and not r:
+            continue
+        fig, ax = plt.subplots(figsize=(4, 2.6))
+        lo, hi = min(k + r), max(k + r)
+        bins = [lo + (hi - lo) * i / 30 for i in range(31)] if hi > lo else 10
+        ax.hist(k, bins=bins, alpha=0.6, label=f"kept ({len(k)})", color="#4a7ab5")
+        ax.hist(r, bins=bins, alpha=0.6, label=f"rejected ({len(r)})", color="#c0504d")
+        ax.set_title(f)
+        ax.legend(fontsize=7)
+        names.append(_save(fig, out / f"score_{f}.png"))
+    return names
+
+
+def plot_samples(rows: list[dict], out: Path, name: str, reasons: bool = False) -> str | None:
+    """A grid: reference, target, text-aligned and image-aligned negatives, with the texts."""
+    if not rows:
+        return None
+    from PIL import Image
+
+    plt = _plt()
+    cols = ("reference_image", "target_image", "neg_text_aligned_image", "neg_image_aligned_image")
+    titles = ("reference", "target", "neg: text-aligned", "neg: image-aligned")
+    fig, axes = plt.subplots(len(rows), 4, figsize=(8, 2.3 * len(rows)), squeeze=False)
+    for i, row in enumerate(rows):
+        for j, c in enumerate(cols):
+            ax = axes[i][j]
+            ax.axis("off")
+            img = row.get(c)
+            if img and img.get("bytes"):
+                ax.imshow(Image.open(io.BytesIO(img["bytes"])).convert("RGB"))
+            if i == 0:
+                ax.set_title(titles[j], fontsize=8)
+        text = f"fwd: {row.get('modification_text') or ''}\nrev: {row.get('reverse_text') or ''}"
+        if reasons:
+            text += "\n" + ", ".join(row.get("reject_reasons") or [])
+        axes[i][0].text(0, -0.08, _wrap(text), transform=axes[i][0].transAxes, fontsize=6.5, va="top")
+    return _save(fig, out / name)
+
+
+def _wrap(text: str, width: int = 110) -> str:
+    import textwrap
+
+    return "\n".join(textwrap.fill(line, width) for line in text.splitlines())
+
+
+def write_report(dataset_dir: str | Path, samples: int = 8) -> Path:
+    """Write ``<dataset>/report/index.html`` and its PNGs; returns the index path."""
+    root = Path(dataset_dir)
+    manifest = json.loads((root / MANIFEST).read_text())
+    out = root / REPORT_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    kept_paths, rej_paths = _shards(root, True), _shards(root, False)
+    kept_scores = [r["scores"] for r in _read(kept_paths, ["scores"])]
+    rej_scores = [r["scores"] for r in _read(rej_paths, ["scores"])]
+    counts = plot_counts(manifest, out)
+    reasons = plot_reasons(manifest.get("reject_reasons") or {}, out)
+    hists = plot_scores(kept_scores, rej_scores, out)
+    grid = plot_samples(_read(kept_paths, list(SAMPLE_COLUMNS), samples), out, "samples_kept.png")
+    rgrid = plot_samples(_read(rej_paths, list(SAMPLE_COLUMNS) + ["reject_reasons"], samples), out,
+                         "samples_rejected.png", reasons=True)
+    index = out / "index.html"
+    index.write_text(_html(manifest, counts, reasons, hists, grid, rgrid))
+    return index
+
+
+def _table(pairs) -> str:
+    body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in pairs)
+    return f"<table>{body}</table>"
+
+
+def _html(manifest: dict, counts, reasons, hists, grid, rgrid) -> str:
+    rows = manifest.get("rows") or {}
+    img = lambda n: f'<img src="{html.escape(n)}">' if n else "<p>none</p>"  # noqa: E731
+    stage = manifest.get("stage_counts") or {}
+    parts = [
+        f"<h1>{html.escape(str(manifest.get('name', 'dataset')))}: quality report</h1>",
+        f"<p>state {html.escape(str(manifest.get('state')))}, config {html.escape(str(manifest.get('config_hash')))}, "
+        f"units {manifest.get('units_committed')}/{manifest.get('units_total')}</p>",
+        "<h2>Rows</h2>", _table([("in", rows.get("in")), ("kept", rows.get("kept")), ("rejected", rows.get("rejected"))]
+                               + [(f"kept in {k}", v) for k, v in (rows.get("per_split") or {}).items()]),
+        "<h2>Counts per stage</h2>", _table((k, json.dumps(v, sort_keys=True)) for k, v in stage.items()), img(counts),
+        "<h2>Rejection reasons</h2>", _table(sorted((manifest.get("reject_reasons") or {}).items())), img(reasons),
+        "<h2>Scores</h2>", "".join(img(h) for h in hists) or "<p>no scores</p>",
+        "<h2>Samples: kept</h2>", img(grid), "<h2>Samples: rejected</h2>", img(rgrid),
+    ]
+    style = "body{font-family:sans-serif;max-width:1100px;margin:auto}td{padding:2px 10px}img{max-width:100%}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>cirforge report</title><style>{style}</style>" \
+           f"</head><body>{''.join(parts)}</body></html>\n"
