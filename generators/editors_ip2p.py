@@ -38,7 +38,8 @@ class InstructPix2PixEditor:
     def __init__(self, model: str = DEFAULT_MODEL, revision: str | None = None, device: str = "auto",
                  dtype: str = "float16", steps: int = 20, guidance_scale: float = 7.5,
                  image_guidance_scale: float = 1.5, resolution: int = 512, batch_size: int = 16,
-                 channels_last: bool = True, compile_unet: bool = False, pipeline: Any = None):
+                 channels_last: bool = False, compile_unet: bool = False, compile_mode: str = "default",
+                 fuse_qkv: bool = False, pipeline: Any = None):
         _require()
         import torch
         from diffusers import StableDiffusionInstructPix2PixPipeline
@@ -59,8 +60,11 @@ class InstructPix2PixEditor:
             if channels_last:
                 self.pipe.unet.to(memory_format=torch.channels_last)
                 self.pipe.vae.to(memory_format=torch.channels_last)
+            if fuse_qkv:
+                self.pipe.unet.fuse_qkv_projections()  # one matmul for q, k, v
             if compile_unet:
-                self.pipe.unet = torch.compile(self.pipe.unet, fullgraph=True)
+                self.pipe.unet = torch.compile(self.pipe.unet, fullgraph=True, mode=compile_mode)
+                self.pipe.vae.decode = torch.compile(self.pipe.vae.decode, mode=compile_mode)
         self._pool = ThreadPoolExecutor(max_workers=4)  # PNG encode/decode off the GPU's critical path
 
     def edit_images(self, images: list, instructions: list[str], seeds: list[int]) -> list:
