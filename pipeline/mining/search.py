@@ -111,6 +111,8 @@ def _update(run: _Running, S: torch.Tensor, start: int, offset: int, band, by_co
             groups = S.view(n, m // g, g)
             hit = groups.amax(2) >= thr.unsqueeze(1)
         row, grp = hit.nonzero(as_tuple=True)  # sorted by row
+        if row.numel() == 0:
+            return
         if row.numel() <= n * max(4, m // g // 8):  # else a dense reduction is cheaper
             vals = groups[grp, :, row] if by_column else groups[row, grp]  # (hits, g)
             if band is not None:
