@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -21,6 +22,8 @@ from PIL import Image
 
 from pipeline.config_mining import EmbedderConfig, TinyClipConfig
 from pipeline.stage import Batch, Stage, batch_len, to_list
+
+log = logging.getLogger(__name__)
 
 TINY_FORMAT = "tiny-clip-v1"  # bump when training code changes what a config produces
 SPECIAL = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # EOS must not be id 2: CLIP treats 2 as legacy argmax pooling
@@ -209,7 +212,10 @@ def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
     order = torch.randperm(len(captions), generator=gen)
     pos = 0
     model.train()
-    for _ in range(cfg.steps):
+    log.info("training the tiny ShapesWorld CLIP (%d images, %d steps); cached once done", len(captions), cfg.steps)
+    for step in range(cfg.steps):
+        if step % 100 == 0:
+            log.info("tiny CLIP step %d/%d", step, cfg.steps)
         if pos + cfg.batch_size > len(order):
             order, pos = torch.randperm(len(captions), generator=gen), 0
         idx = order[pos:pos + cfg.batch_size]
