@@ -13,7 +13,10 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-INSTRUCTION = "How to change from one image to the other image?"
+from generators.mtst_prompt import INSTRUCTION
+
+__all__ = ["INSTRUCTION", "MTSTConfig", "MTSTDataConfig", "MTSTEvalConfig", "MTSTInferConfig", "MTSTModelConfig",
+           "MTSTTrainConfig", "load_mtst_config"]
 
 
 class _Section(BaseModel):

@@ -12,6 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -32,7 +33,10 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from generators.config import INSTRUCTION, MTSTModelConfig
+from generators.mtst_prompt import INSTRUCTION
+
+if TYPE_CHECKING:  # the model runs without pydantic (e.g. on a bare GPU box)
+    from generators.config import MTSTModelConfig
 
 META_FILE = "mtst_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -105,7 +109,11 @@ class MTSTGenerator(nn.Module):
         cls, tokenizer: PreTrainedTokenizerBase, config: MTSTModelConfig | None = None, *, seed: int = 0
     ) -> MTSTGenerator:
         """A small random model from ``config``'s sizes; every part trainable unless it says otherwise."""
-        c = config or MTSTModelConfig()
+        if config is None:
+            from generators.config import MTSTModelConfig
+
+            config = MTSTModelConfig()
+        c = config
         tokenizer = _with_pad(tokenizer)
         vision = InstructBlipVisionConfig(
             hidden_size=c.vision_hidden, intermediate_size=4 * c.vision_hidden, num_hidden_layers=c.vision_layers,

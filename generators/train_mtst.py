@@ -77,7 +77,7 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
     step, losses = 0, []
     if ckpt is not None:
         step, losses = _load_trainer_state(ckpt, opt)
-    pixels = torch.from_numpy(data.images)  # uint8; normalized per batch
+    pixels = torch.from_numpy(_resized(data.images, model.config.vision_config.image_size))  # uint8
 
     # 2. the loop: the data order is a function of (seed, epoch), so a resumed run sees the same batches
     n_steps = total_steps(cfg, len(data))
@@ -141,10 +141,16 @@ def _batch_loss(model: MTSTGenerator, data: SeedSet, pixels: torch.Tensor, idx, 
     return loss
 
 
+def _resized(images: np.ndarray, size: int) -> np.ndarray:
+    """Resize once up front (as preprocess would), so batches only normalize."""
+    if images.shape[1] == size:
+        return images
+    from PIL import Image
+
+    return np.stack([np.asarray(Image.fromarray(im).resize((size, size), Image.BICUBIC)) for im in images])
+
+
 def _normalize(model: MTSTGenerator, images_u8: torch.Tensor) -> torch.Tensor:
-    size = model.config.vision_config.image_size
-    if images_u8.shape[1] != size:
-        return model.preprocess(list(images_u8.numpy()))
     x = images_u8.float().div_(255.0)
     mean = torch.tensor(model.image_mean).view(1, 1, 1, 3)
     std = torch.tensor(model.image_std).view(1, 1, 1, 3)
