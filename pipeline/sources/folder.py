@@ -1,4 +1,10 @@
-"""A folder of image files, searched recursively: id = relative path, label = parent folder."""
+"""A folder of image files, searched recursively: id = relative path, label = parent folder.
+
+Links and names: symlinked folders are not followed (no loops, no escape) and are recorded as
+skipped; a symlinked file is read only when its target is inside the folder (else
+``outside_root``; a loop or dangling link is ``unreadable``). A file name that is not valid
+UTF-8 keeps the image: its id spells the bad bytes as ``\\xNN`` escapes.
+"""
 from __future__ import annotations
 
 import json
@@ -6,9 +12,14 @@ import os
 from pathlib import Path
 from typing import Iterator
 
-from .base import IMAGE_EXTENSIONS, Entry, Source
+from .base import IMAGE_EXTENSIONS, MIN_SIDE, Entry, Source
 
 METADATA_FILE = "metadata.jsonl"
+
+
+def id_of(rel: str) -> str:
+    """A UTF-8 id for a relative path; bytes that are not UTF-8 become ``\\xNN`` escapes."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
 class FolderSource(Source):
@@ -20,17 +31,22 @@ class FolderSource(Source):
 
     kind = "folder"
 
-    def __init__(self, root: str | Path, extensions=IMAGE_EXTENSIONS, max_pixels: int | None = None):
-        super().__init__(max_pixels)
+    def __init__(self, root: str | Path, extensions=IMAGE_EXTENSIONS, max_pixels: int | None = None,
+                 min_side: int = MIN_SIDE):
+        super().__init__(max_pixels, min_side)
         self.root = Path(root)
         if not self.root.is_dir():
             raise ValueError(f"folder source: {str(self.root)!r} is not a folder")
         self.extensions = frozenset(e.lower() for e in extensions)
+        self.linked_folders: list[str] = []
 
     def files(self) -> list[str]:
-        """Relative posix paths of the candidate files, sorted."""
-        out = []
-        for dirpath, dirnames, filenames in os.walk(self.root):
+        """Relative posix paths of the candidate files, sorted (symlinked folders in ``linked_folders``)."""
+        out, self.linked_folders = [], []
+        for dirpath, dirnames, filenames in os.walk(self.root):  # followlinks=False: links not walked
+            for d in dirnames:
+                if not d.startswith(".") and os.path.islink(os.path.join(dirpath, d)):
+                    self.linked_folders.append(Path(dirpath, d).relative_to(self.root).as_posix())
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for f in filenames:
                 if not f.startswith(".") and os.path.splitext(f)[1].lower() in self.extensions:
@@ -52,12 +68,29 @@ class FolderSource(Source):
                 raise ValueError(f"{path}:{n}: each line needs a JSON object with 'file_name' ({err})") from None
         return meta
 
+    def _problem(self, path: Path, real_root: Path) -> str | None:
+        if not path.is_symlink():
+            return None
+        try:
+            target = path.resolve(strict=True)
+        except (RuntimeError, OSError) as err:  # RuntimeError: a loop (Python < 3.13)
+            return f"unreadable: symlink loop or dangling link ({getattr(err, 'strerror', None) or err})"
+        if not target.is_relative_to(real_root):
+            return f"outside_root: symlink points to {id_of(str(target))!r}, outside the source folder"
+        return None
+
     def entries(self) -> Iterator[Entry]:
         meta = self.metadata()
-        for rel in self.files():
+        real_root = self.root.resolve()
+        found = [(id_of(rel), rel, None) for rel in self.files()]
+        found += [(id_of(rel), rel, "symlinked_folder: links to folders are not followed (loops, escapes)")
+                  for rel in self.linked_folders]
+        for image_id, rel, problem in sorted(found):
+            path = self.root / rel
             parent = Path(rel).parent
             rec = meta.get(rel, {})
             label = rec.get("label", parent.name if parent != Path(".") else None)
             caption = rec.get("caption", rec.get("text"))
-            yield Entry(rel, path=(self.root / rel).resolve(),
-                        label=None if label is None else str(label), caption=caption)
+            problem = problem or self._problem(path, real_root)
+            yield Entry(image_id, path=path if problem else path.resolve(), problem=problem,
+                        label=None if label is None else id_of(str(label)), caption=caption)

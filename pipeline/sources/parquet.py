@@ -1,7 +1,8 @@
 """A Parquet table (one file, or a folder of them, e.g. an HF-datasets export) with an image column.
 
 The image column may be the HF Image struct ``{bytes, path}``, raw bytes, or a path string
-(relative paths are taken from the Parquet file's folder). Only the small columns are read for
+(a path-only cell must be relative to the Parquet file's folder and stay inside it: an absolute
+path or one that climbs out with ``..`` is skipped as ``outside_root``). Only the small columns are read for
 the whole table; image bytes are read one row group at a time.
 """
 from __future__ import annotations
@@ -15,7 +16,8 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .base import Entry, Source
+from .base import MIN_SIDE, Entry, Source
+from .cir_datasets import inside
 
 LABEL_NAMES = ("label", "category", "class")
 CAPTION_NAMES = ("caption", "text")
@@ -28,8 +30,8 @@ class ParquetSource(Source):
 
     def __init__(self, path: str | Path, image_column: str = "image", id_column: str | None = None,
                  label_column: str | None = None, caption_column: str | None = None,
-                 max_pixels: int | None = None, cache_row_groups: int = 2):
-        super().__init__(max_pixels)
+                 max_pixels: int | None = None, cache_row_groups: int = 2, min_side: int = MIN_SIDE):
+        super().__init__(max_pixels, min_side)
         self.path = Path(path)
         self.files = sorted(self.path.rglob("*.parquet")) if self.path.is_dir() else [self.path]
         if not self.files:
@@ -103,7 +105,9 @@ class ParquetSource(Source):
         if data is None and not path:
             return Entry(image_id, problem="missing: the image cell has neither bytes nor a path", label=label)
         if data is None:
-            p = Path(path) if Path(path).is_absolute() else folder / path
+            p = inside(folder, path)
+            if p is None:
+                return Entry(image_id, problem=f"outside_root: path {path!r} leaves the table's folder", label=label)
             if not p.is_file():
                 return Entry(image_id, path=path, problem=f"missing: file {path!r} not found", label=label)
             path = p

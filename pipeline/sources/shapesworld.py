@@ -12,6 +12,7 @@ class ShapesWorldSource(Source):
     """The ShapesWorld pool; rows also carry ``scene`` (JSON), label = family, caption = scene caption."""
 
     kind = "shapesworld"
+    dedup_images = False  # rendered scenes: ids are scene hashes, pixels are the world's business
 
     def __init__(self, image_size: int = 64, families: int = 200, variants_per_family: int = 4,
                  max_objects: int = 4, seed: int = 0):

@@ -62,7 +62,8 @@ def test_folder_reports_bad_files_with_their_reason(photo_folder):
     src = FolderSource(photo_folder)
     rows = list(src)
     assert reasons(src) == {"bad/empty.png": "empty", "bad/notes.jpg": "not_image", "bad/truncated.jpg": "corrupt"}
-    assert src.counts == {"seen": 10, "yielded": 7, "skipped": 3}
+    assert src.counts == {"seen": 10, "yielded": 7, "skipped": 3, "converted": 1}
+    assert [(i, why.split(" ")[0:2]) for i, why in src.converted] == [("dogs/img4.gif", ["mode", "P"])]
     assert src.seen == len(rows) + len(src.skipped)
     list(src)  # a second pass starts its counts afresh
     assert src.counts["skipped"] == 3
@@ -106,7 +107,7 @@ def test_parquet_sorts_by_id_reads_structs_bytes_and_paths(tmp_path):
 def test_parquet_folder_from_hf_datasets_without_id_column(tmp_path):
     datasets = pytest.importorskip("datasets")
     feats = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=["red", "blue"])})
-    ds = datasets.Dataset.from_dict({"image": [Image.new("RGB", (8, 8), c) for c in ("red", "blue", "red")],
+    ds = datasets.Dataset.from_dict({"image": [Image.new("RGB", (8, 8), c) for c in ("red", "blue", (200, 0, 0))],
                                      "label": [0, 1, 0]}, features=feats)
     (tmp_path / "data").mkdir()
     ds.to_parquet(str(tmp_path / "data" / "train-00000.parquet"))
