@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.config_base import Section
 
@@ -20,6 +20,7 @@ class SourceOptions(Section):
     split: str = Field("train", description="cirr / fashioniq: which split's files to read (cirr: train, val, test1)")
     categories: list[str] | None = Field(None, description="fashioniq: categories to read; default all found")
     max_pixels: int | None = Field(None, ge=1, description="skip larger images (decompression bomb guard); default Pillow's")
+    min_side: int = Field(8, ge=1, description="skip images with a side shorter than this many pixels (1x1 spacers, icons)")
 
 
 class TinyClipConfig(Section):
@@ -46,6 +47,19 @@ class EmbedderConfig(Section):
     dtype: Literal["float32", "float16", "bfloat16"] = Field("float32", description="model weights dtype (float32 on CPU)")
     batch_size: int = Field(64, ge=1, description="images per forward pass")
     tiny: TinyClipConfig = TinyClipConfig()
+
+    @field_validator("checkpoint")
+    @classmethod
+    def _local_checkpoint_exists(cls, v: str | None) -> str | None:
+        # A local path must exist with safetensors weights now; a hub id is checked when it loads.
+        from pipeline.checkpoints import CheckpointError, check_local_checkpoint, looks_local
+
+        if v is not None and looks_local(v):
+            try:
+                check_local_checkpoint("embedder.checkpoint", v)
+            except CheckpointError as err:
+                raise ValueError(str(err).split(": ", 1)[1]) from None
+        return v
 
 
 class MiningConfig(Section):

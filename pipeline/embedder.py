@@ -40,18 +40,29 @@ class ClipEmbedder:
         self.device = torch.device(device)
         self.id = str(path)
         self.batch_size = batch_size
-        self.model = CLIPModel.from_pretrained(path, use_safetensors=True, dtype=getattr(torch, dtype))
+        # safetensors only, never code shipped with a checkpoint (trust_remote_code stays off)
+        self.model = CLIPModel.from_pretrained(path, use_safetensors=True, trust_remote_code=False,
+                                               dtype=getattr(torch, dtype))
         self.model.to(self.device).eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        self.processor = AutoImageProcessor.from_pretrained(path)
+        self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        self.processor = AutoImageProcessor.from_pretrained(path, trust_remote_code=False)
         self.dim = self.model.config.projection_dim
 
     @classmethod
     def from_config(cls, cfg: EmbedderConfig | None = None, cache_dir: str | Path = "cache") -> ClipEmbedder:
         """The configured checkpoint, or the tiny ShapesWorld CLIP (trained on first use)."""
+        from pipeline.checkpoints import CheckpointError, check_checkpoint
+
         cfg = cfg or EmbedderConfig()
-        path = cfg.checkpoint or ensure_tiny_clip(cfg.tiny, cache_dir)
-        return cls(path, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+        if cfg.checkpoint is None:
+            return cls(ensure_tiny_clip(cfg.tiny, cache_dir), device=cfg.device, dtype=cfg.dtype,
+                       batch_size=cfg.batch_size)
+        path = check_checkpoint("embedder.checkpoint", cfg.checkpoint)
+        try:
+            return cls(path, device=cfg.device, dtype=cfg.dtype, batch_size=cfg.batch_size)
+        except (OSError, ValueError) as err:
+            first = next((line for line in str(err).splitlines() if line.strip()), type(err).__name__)
+            raise CheckpointError(f"embedder.checkpoint={cfg.checkpoint!r}: cannot load a CLIP model ({first})") from err
 
     @torch.inference_mode()
     def embed_images(self, images: list[Image.Image]) -> np.ndarray:

@@ -192,8 +192,38 @@ def _count_reasons(rows: list[dict]) -> dict[str, int]:
     return dict(sorted(out.items()))
 
 
+class UnsafePath(ValueError):
+    """A path in a manifest or unit record that is absolute or leaves the dataset folder."""
+
+
+def shard_path(root: Path, rel: str) -> Path:
+    """``root / rel`` for a shard path read from a manifest: relative, and inside ``root`` even
+    after links are resolved; anything else (``../../etc/passwd``, ``/tmp/x``) is refused."""
+    root = Path(root)
+    if not isinstance(rel, str) or not rel or "\0" in rel or Path(rel).is_absolute() or ".." in Path(rel).parts:
+        raise UnsafePath(f"{root / MANIFEST}: shard path {rel!r} is not a relative path inside the dataset; "
+                         "the manifest is damaged or not from cirforge")
+    path = root / rel
+    if not path.resolve().is_relative_to(root.resolve()):
+        raise UnsafePath(f"{root / MANIFEST}: shard path {rel!r} links outside the dataset folder")
+    return path
+
+
+def load_manifest(root: Path) -> dict:
+    """``manifest.json`` with every shard path checked by ``shard_path``."""
+    root = Path(root)
+    manifest = json.loads((root / MANIFEST).read_text())
+    for s in manifest.get("shards", []):
+        shard_path(root, s.get("path"))
+    return manifest
+
+
 def load_unit_records(root: Path) -> list[dict]:
-    return [json.loads(p.read_text()) for p in sorted((Path(root) / UNITS_DIR).glob("unit-*.json"))]
+    records = [json.loads(p.read_text()) for p in sorted((Path(root) / UNITS_DIR).glob("unit-*.json"))]
+    for r in records:
+        for s in r.get("shards", []):
+            shard_path(root, s.get("path"))
+    return records
 
 
 def finalize(root: Path, config: dict, config_hash: str, units_total: int,
@@ -235,10 +265,10 @@ def finalize(root: Path, config: dict, config_hash: str, units_total: int,
 def verify(root: Path) -> list[str]:
     """Check every shard in the manifest exists with its recorded sha256; returns problems."""
     root = Path(root)
-    manifest = json.loads((root / MANIFEST).read_text())
+    manifest = load_manifest(root)
     problems = []
     for s in manifest["shards"]:
-        p = root / s["path"]
+        p = shard_path(root, s["path"])
         if not p.is_file():
             problems.append(f"missing shard {s['path']}")
         elif sha256_file(p) != s["sha256"]:
