@@ -27,15 +27,27 @@ from PIL import Image  # noqa: E402
 from generators.editors import EditRequest  # noqa: E402
 from generators.editors_ip2p import InstructPix2PixEditor, random_pipeline  # noqa: E402
 
-# name -> editor options; each variant is measured at each batch size given
+# name -> editor options; each variant is measured at each batch size given. Keys outside the
+# editor's options: "dtype" (weights for this variant), "inductor" (torch._inductor.config values).
+FUSED = dict(channels_last=False, compile_unet=True, fuse_qkv=True)
 VARIANTS = {
     "batched": dict(channels_last=False, compile_unet=False),
     "channels_last": dict(channels_last=True, compile_unet=False),
     "compile": dict(channels_last=True, compile_unet=True),
     "compile_nchw": dict(channels_last=False, compile_unet=True),
-    "compile_fused": dict(channels_last=False, compile_unet=True, fuse_qkv=True),
-    "autotune": dict(channels_last=False, compile_unet=True, fuse_qkv=True,
-                     compile_mode="max-autotune-no-cudagraphs"),
+    "compile_fused": FUSED,
+    "compile_fused_cl": {**FUSED, "channels_last": True},
+    # CUDA graphs: one replay per UNet call instead of ~1,000 kernel launches
+    "cudagraphs": {**FUSED, "compile_mode": "reduce-overhead"},
+    "bf16": {**FUSED, "dtype": "bfloat16"},
+    "flash": {**FUSED, "sdpa_backend": "flash"},
+    "cudnn_attn": {**FUSED, "sdpa_backend": "cudnn"},
+    "efficient_attn": {**FUSED, "sdpa_backend": "efficient"},
+    # the flags diffusers' torch.compile guide sets for SD UNets
+    "inductor_tuned": {**FUSED, "inductor": dict(conv_1x1_as_mm=True, coordinate_descent_tuning=True,
+                                                  epilogue_fusion=False,
+                                                  coordinate_descent_check_all_directions=True)},
+    "autotune": {**FUSED, "compile_mode": "max-autotune-no-cudagraphs"},
 }
 
 
@@ -77,15 +89,18 @@ def default_per_image(pipe, imgs, texts, seeds, a, device) -> tuple[float, list[
     return len(imgs) / (time.perf_counter() - t), outs
 
 
-def editor_run(editor, imgs, texts, seeds, device) -> tuple[float, list[np.ndarray]]:
+def editor_run(editor, imgs, texts, seeds, device) -> tuple[float, list[np.ndarray], float]:
     reqs = [EditRequest(t, png(im), seed=s) for im, t, s in zip(imgs, texts, seeds)]
+    t = time.perf_counter()
     editor.edit_batch(reqs[:editor.batch_size])  # warm-up (compiles, picks conv kernels)
     sync(device)
+    warm = time.perf_counter() - t
     t = time.perf_counter()
     res = editor.edit_batch(reqs)
     sync(device)
     rate = len(reqs) / (time.perf_counter() - t)
-    return rate, [np.asarray(Image.open(io.BytesIO(r.image["bytes"])).convert("RGB"), dtype=np.int16) for r in res]
+    return rate, [np.asarray(Image.open(io.BytesIO(r.image["bytes"])).convert("RGB"), dtype=np.int16)
+                  for r in res], warm
 
 
 def compare(a: list[np.ndarray], b: list[np.ndarray]) -> dict:
@@ -122,7 +137,7 @@ def main(argv=None) -> dict:
     import diffusers
 
     out["diffusers"] = diffusers.__version__
-    imgs, texts, seeds = inputs(a.edits, a.resolution)
+    imgs, texts, seeds = inputs(max(a.edits, *sizes), a.resolution)
 
     pipe = random_pipeline(a.scale).to(a.device, getattr(torch, dtype))
     pipe.set_progress_bar_config(disable=True)
@@ -132,6 +147,11 @@ def main(argv=None) -> dict:
     print(json.dumps({"default_per_image_edits_per_s": out["default_per_image_edits_per_s"]}), flush=True)
     results = []
     for name in a.variants.split(","):
+        if name not in VARIANTS:
+            raise SystemExit(f"--variants: {name!r} is not known; use {', '.join(VARIANTS)}")
+        opts = dict(VARIANTS[name])
+        vdtype = opts.pop("dtype", dtype)
+        inductor = opts.pop("inductor", {})
         for bs in sizes:
             # Every variant edits with the same weights: undo the last variant's changes first.
             pipe.unet = unet.to(memory_format=torch.contiguous_format)
@@ -139,20 +159,40 @@ def main(argv=None) -> dict:
             pipe.vae.__dict__.pop("decode", None)  # drop a compiled decode from the last variant
             if getattr(pipe.unet, "original_attn_processors", None) is not None:
                 pipe.unet.unfuse_qkv_projections()  # the last variant fused q, k, v
+            pipe.to(a.device, getattr(torch, dtype))  # the last variant may have cast the weights
+            saved = {}
             if cuda:
                 torch._dynamo.reset()
+                import torch._inductor.config as ic
+
+                saved = {key: getattr(ic, key) for key in inductor}
+                for key, v in inductor.items():
+                    setattr(ic, key, v)
+            t0 = time.perf_counter()
             try:
-                ed = InstructPix2PixEditor(pipeline=pipe, device=a.device, dtype=dtype, steps=a.steps,
-                                           resolution=a.resolution, batch_size=bs, **VARIANTS[name])
-                rate, got = editor_run(ed, imgs, texts, seeds, a.device)
-                r = {"variant": name, "batch_size": bs, "edits_per_s": round(rate, 3), **compare(ref_out, got)}
+                ed = InstructPix2PixEditor(pipeline=pipe, device=a.device, dtype=vdtype, steps=a.steps,
+                                           resolution=a.resolution, batch_size=bs, **opts)
+                # Whole batches only: a smaller last chunk would make torch.compile recompile with
+                # dynamic shapes inside the timed run.
+                n = max(bs, a.edits // bs * bs)
+                rate, got, warm_s = editor_run(ed, imgs[:n], texts[:n], seeds[:n], a.device)
+                r = {"variant": name, "batch_size": bs, "edits": n, "dtype": str(ed.dtype).removeprefix("torch."),
+                     "edits_per_s": round(rate, 3),
+                     "warmup_s": round(warm_s, 1), **compare(ref_out, got)}
                 r["equal_within_tolerance"] = r["mean_abs_diff"] <= a.tolerance
             except torch.OutOfMemoryError:
                 r = {"variant": name, "batch_size": bs, "error": "OOM"}
+            except Exception as err:  # a backend this GPU/torch lacks: record it, measure the rest
+                r = {"variant": name, "batch_size": bs, "error": f"{type(err).__name__}: {str(err)[:300]}"}
             if cuda:
+                import torch._inductor.config as ic
+
+                for key, v in saved.items():
+                    setattr(ic, key, v)
                 r["peak_GB"] = round(torch.cuda.max_memory_allocated() / 1e9, 1)
                 torch.cuda.reset_peak_memory_stats()
                 torch.cuda.empty_cache()
+            r["wall_s"] = round(time.perf_counter() - t0, 1)
             print(json.dumps(r), flush=True)
             results.append(r)
     out["variants"] = results

@@ -1,13 +1,16 @@
 """Pair-mining search speed: cirforge's blockwise torch top-k vs faiss, exact and approximate.
 
   exact (CPU):  python benchmarks/bench_mining.py exact --n 100000 --threads 2
-  exact (GPU):  python benchmarks/bench_mining.py exact --device cuda --n 1000000 --no-faiss
+  exact (GPU):  python benchmarks/bench_mining.py exact --device cuda --n 1000000 --no-faiss --blocks 16384 \
+                    --matmul fp32,tf32 --naive
   approximate:  python benchmarks/bench_mining.py ann --n 1000000 --threads 2
   smoke test:   python benchmarks/bench_mining.py exact --n 5000 ; ... ann --n 20000
 
 Each method runs in its own child process, so its peak RSS (ru_maxrss) is its own. Embeddings are
 random normalized vectors (exact); clustered ones for the approximate index, since on
 structureless random vectors no index beats a full scan. Pairs/s = queries x k / seconds.
+`--naive` adds the plain baseline in the same run: per query block, matmul against key chunks and
+a full `topk` of every row (no symmetry, no group pruning), e.g. where faiss is not installed.
 """
 from __future__ import annotations
 
@@ -51,6 +54,32 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def naive_topk_self(x, k: int, q_block: int, k_block: int):
+    """The plain baseline: (query block x key chunk) matmul, row topk, merge; self excluded."""
+    import torch
+
+    n = x.shape[0]
+    vals = torch.empty(n, k, device=x.device)
+    idx = torch.empty(n, k, dtype=torch.int64, device=x.device)
+    for i0 in range(0, n, q_block):
+        q = x[i0:i0 + q_block]
+        rows = torch.arange(q.shape[0], device=x.device)
+        best_v = best_i = None
+        for j0 in range(0, n, k_block):
+            S = q @ x[j0:j0 + k_block].T
+            own = rows + i0 - j0  # the query's own column in this chunk
+            inside = (own >= 0) & (own < S.shape[1])
+            S[rows[inside], own[inside]] = float("-inf")
+            v, i = S.topk(k, dim=1)
+            i += j0
+            if best_v is not None:
+                v, j = torch.cat([best_v, v], 1).topk(k, dim=1)
+                i = torch.cat([best_i, i], 1).gather(1, j)
+            best_v, best_i = v, i
+        vals[i0:i0 + q.shape[0]], idx[i0:i0 + q.shape[0]] = best_v, best_i
+    return vals.cpu().numpy(), idx.cpu().numpy()
+
+
 # -- workers (each in a child process) -----------------------------------------------------------
 def worker_exact(a) -> dict:
     import torch
@@ -71,25 +100,34 @@ def worker_exact(a) -> dict:
         from pipeline.mining.search import resolve_device, topk_self
 
         dev = resolve_device(a.device)
+        if a.method == "naive":
+            def search(v):
+                return naive_topk_self(torch.as_tensor(v, device=dev), a.k, a.q_block, a.k_block)
+        else:
+            def search(v):
+                return topk_self(v, a.k, block_size=a.block, device=dev)
         if dev.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = a.tf32
             g = torch.Generator(device=dev).manual_seed(a.seed)
             x = torch.randn(a.n, a.d, device=dev, generator=g)
             x /= x.norm(dim=1, keepdim=True)
-            topk_self(x[:4096], a.k, block_size=a.block, device=dev)  # warm-up: CUDA context, kernels
+            search(x[:2 * min(a.block, a.q_block)])  # warm-up: CUDA context, kernels, cuBLAS handles
             torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
         else:
             x = random_unit(a.n, a.d, a.seed)
         t = time.perf_counter()
-        vals, idx = topk_self(x, a.k, block_size=a.block, device=dev)
+        vals, idx = search(x)  # returns numpy arrays: the device work is finished
         secs = time.perf_counter() - t
-    out = {"method": a.method, "block": a.block, "seconds": round(secs, 2), "pairs_per_s": round(a.n * a.k / secs),
+    out = {"method": a.method, "seconds": round(secs, 2), "pairs_per_s": round(a.n * a.k / secs),
            "peak_rss_mb": round(peak_rss_mb())}
-    if a.device != "cpu" and a.method == "torch":
-        import torch
-
+    if a.method == "torch":
+        out["block"] = a.block
+    elif a.method == "naive":
+        out["blocks"] = f"{a.q_block} queries x {a.k_block} keys"
+    if a.device != "cpu" and a.method != "faiss":
         out["gpu_peak_mb"] = round(torch.cuda.max_memory_allocated() / 2**20)
-        out["tf32"] = a.tf32
+        out["matmul"] = "tf32" if a.tf32 else "fp32"
     if a.check:
         np.save(a.check, idx)
     return out
@@ -153,13 +191,18 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--blocks", default="4096", help="comma-separated block sizes to try (torch path)")
-    p.add_argument("--tf32", action="store_true", help="GPU: TF32 matmul (not bit-exact fp32)")
+    p.add_argument("--matmul", default="fp32", help="GPU: comma list of fp32, tf32 (TF32 is not bit-exact fp32)")
+    p.add_argument("--tf32", action="store_true", help="GPU: same as --matmul tf32")
     p.add_argument("--no-faiss", action="store_true", help="skip faiss (e.g. on a GPU box without it)")
+    p.add_argument("--naive", action="store_true", help="also time the plain matmul + full-row topk baseline")
+    p.add_argument("--q-block", type=int, default=4096, help="naive baseline: queries per block")
+    p.add_argument("--k-block", type=int, default=131072, help="naive baseline: keys per matmul chunk")
     p.add_argument("--queries", type=int, default=10_000, help="ann: sample queries for recall")
     p.add_argument("--nlist", type=int, default=0, help="ann: IVF lists (default 4 sqrt(n))")
     p.add_argument("--recall", type=float, default=0.95)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--worker", choices=["faiss", "torch", "ann"], help=argparse.SUPPRESS)
+    p.add_argument("--out", default="", help="also write all results as JSON here")
+    p.add_argument("--worker", choices=["faiss", "torch", "naive", "ann"], help=argparse.SUPPRESS)
     p.add_argument("--block", type=int, default=4096, help=argparse.SUPPRESS)
     p.add_argument("--check", default="", help=argparse.SUPPRESS)
     a = p.parse_args()
@@ -168,27 +211,49 @@ def main() -> None:
         print(json.dumps(worker_ann(a) if a.worker == "ann" else worker_exact(a)))
         return
     base = [a.mode, f"--n={a.n}", f"--d={a.d}", f"--k={a.k}", f"--threads={a.threads}", f"--device={a.device}",
-            f"--seed={a.seed}"] + (["--tf32"] if a.tf32 else [])
+            f"--seed={a.seed}"]
     print(f"# {a.mode}: n={a.n} d={a.d} k={a.k} threads={a.threads} device={a.device} "
-          f"(cpu count {os.cpu_count()})", flush=True)
+          f"(cpu count {os.cpu_count()}, load average {os.getloadavg()[0]:.2f})", flush=True)
     if a.mode == "ann":
         print(json.dumps(child(base + ["--worker=ann", f"--queries={a.queries}", f"--nlist={a.nlist}",
                                        f"--recall={a.recall}"])), flush=True)
         return
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
-    results = []
+    precisions = ["tf32"] if a.tf32 else a.matmul.split(",")
+    if a.device == "cpu":
+        precisions = ["fp32"]  # TF32 is a GPU matmul mode
+    runs = []  # (label, worker args): the baseline first, then cirforge's path
     if not a.no_faiss:
-        results.append(child(base + ["--worker=faiss", f"--check={tmp / 'bench_faiss_idx.npy'}"]))
-        print(json.dumps(results[-1]), flush=True)
-    for b in [int(v) for v in a.blocks.split(",")]:
-        results.append(child(base + ["--worker=torch", f"--block={b}", f"--check={tmp / 'bench_torch_idx.npy'}"]))
-        r = results[-1]
-        if not a.no_faiss:
-            same = np.load(tmp / "bench_faiss_idx.npy") == np.load(tmp / "bench_torch_idx.npy")
-            r["same_neighbours_as_faiss"] = round(float(same.mean()), 6)  # < 1 only by float ties
-            r["speedup_vs_faiss"] = round(results[0]["seconds"] / r["seconds"], 2)
-        print(json.dumps(r), flush=True)
-
+        runs.append(("faiss", ["--worker=faiss"]))
+    for prec in precisions:
+        flag = ["--tf32"] if prec == "tf32" else []
+        if a.naive:
+            runs.append((f"naive/{prec}", ["--worker=naive", f"--q-block={a.q_block}", f"--k-block={a.k_block}",
+                                           *flag]))
+        for b in [int(v) for v in a.blocks.split(",")]:
+            runs.append((f"torch/{prec}", ["--worker=torch", f"--block={b}", *flag]))
+    results = []
+    first: dict[str, dict] = {}  # the first result of each baseline kind, and where its indices are
+    for label, extra in runs:
+        check = tmp / f"bench_mining_{len(results)}.npy"
+        r = child(base + extra + [f"--check={check}"])
+        r["check"] = check
+        prec = label.split("/")[-1]
+        # Compare with faiss (CPU), else with the naive run of the same precision.
+        ref = first.get("faiss") or first.get(f"naive/{prec}")
+        if ref is not None:
+            same = np.load(ref["check"]) == np.load(check)
+            name = "faiss" if "faiss" in first else "naive"
+            r[f"same_neighbours_as_{name}"] = round(float(same.mean()), 6)  # < 1 only by float ties
+            r[f"speedup_vs_{name}"] = round(ref["seconds"] / r["seconds"], 2)
+        if label == "faiss" or label.startswith("naive/"):
+            first.setdefault(label, r)
+        results.append(r)
+        print(json.dumps({k: v for k, v in r.items() if k != "check"}), flush=True)
+    for r in results:
+        Path(r.pop("check")).unlink(missing_ok=True)
+    if a.out:
+        Path(a.out).write_text(json.dumps(results, indent=1))
 
 if __name__ == "__main__":
     main()

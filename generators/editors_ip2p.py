@@ -39,7 +39,7 @@ class InstructPix2PixEditor:
                  dtype: str = "float16", steps: int = 20, guidance_scale: float = 7.5,
                  image_guidance_scale: float = 1.5, resolution: int = 512, batch_size: int = 16,
                  channels_last: bool = False, compile_unet: bool = False, compile_mode: str = "default",
-                 fuse_qkv: bool = False, pipeline: Any = None):
+                 fuse_qkv: bool = False, sdpa_backend: str | None = None, pipeline: Any = None):
         _require()
         import torch
         from diffusers import StableDiffusionInstructPix2PixPipeline
@@ -65,35 +65,57 @@ class InstructPix2PixEditor:
             if compile_unet:
                 self.pipe.unet = torch.compile(self.pipe.unet, fullgraph=True, mode=compile_mode)
                 self.pipe.vae.decode = torch.compile(self.pipe.vae.decode, mode=compile_mode)
+        # cuda: pin scaled-dot-product attention to one kernel family ("flash", "cudnn", "efficient")
+        self._sdpa = _sdpa_backends(sdpa_backend) if sdpa_backend else None
         self._pool = ThreadPoolExecutor(max_workers=4)  # PNG encode/decode off the GPU's critical path
 
     def edit_images(self, images: list, instructions: list[str], seeds: list[int]) -> list:
         """PIL images in, PIL images out (at the edit resolution), in chunks of batch_size."""
-        import torch
-
         out = []
         for i in range(0, len(images), self.batch_size):
-            imgs = [im.convert("RGB").resize((self.resolution, self.resolution))
-                    for im in images[i:i + self.batch_size]]
-            gens = [torch.Generator("cpu").manual_seed(int(s) % (1 << 63)) for s in seeds[i:i + self.batch_size]]
-            with torch.inference_mode():
-                res = self.pipe(prompt=list(instructions[i:i + self.batch_size]), image=imgs,
-                                num_inference_steps=self.steps, guidance_scale=self.guidance_scale,
-                                image_guidance_scale=self.image_guidance_scale, generator=gens,
-                                output_type="pil")
-            out.extend(res.images)
+            out.extend(self._edit_chunk(images[i:i + self.batch_size], instructions[i:i + self.batch_size],
+                                        seeds[i:i + self.batch_size]))
         return out
+
+    def _edit_chunk(self, images: list, instructions: list[str], seeds: list[int]) -> list:
+        """One pipeline call (the three guidance branches ride in one UNet batch per step)."""
+        import contextlib
+
+        import torch
+
+        imgs = [im.convert("RGB").resize((self.resolution, self.resolution)) for im in images]
+        gens = [torch.Generator("cpu").manual_seed(int(s) % (1 << 63)) for s in seeds]
+        pin = self._sdpa and self.device == "cuda"
+        attn = torch.nn.attention.sdpa_kernel(self._sdpa) if pin else contextlib.nullcontext()
+        with torch.inference_mode(), attn:
+            res = self.pipe(prompt=list(instructions), image=imgs, num_inference_steps=self.steps,
+                            guidance_scale=self.guidance_scale, image_guidance_scale=self.image_guidance_scale,
+                            generator=gens, output_type="pil")
+        return res.images
 
     def edit_batch(self, requests: list[EditRequest]) -> list[EditResult | None]:
         todo = [k for k, r in enumerate(requests) if r.image is not None]
         sources = list(self._pool.map(lambda k: decode_struct(requests[k].image), todo))
-        edited = self.edit_images(sources, [requests[k].instruction for k in todo],
-                                  [requests[k].seed for k in todo])
-        structs = list(self._pool.map(_png_at, edited, [s.size for s in sources]))
+        futures = []  # PNG encodes of one chunk run on the pool while the next chunk is on the GPU
+        for i in range(0, len(todo), self.batch_size):
+            part = todo[i:i + self.batch_size]
+            edited = self._edit_chunk(sources[i:i + len(part)], [requests[k].instruction for k in part],
+                                      [requests[k].seed for k in part])
+            futures += [self._pool.submit(_png_at, im, src.size) for im, src in zip(edited, sources[i:i + len(part)])]
         out: list[EditResult | None] = [None] * len(requests)
-        for k, s in zip(todo, structs):
-            out[k] = EditResult(s)
+        for k, f in zip(todo, futures):
+            out[k] = EditResult(f.result())
         return out
+
+
+def _sdpa_backends(name: str) -> list:
+    from torch.nn.attention import SDPBackend
+
+    known = {"flash": SDPBackend.FLASH_ATTENTION, "cudnn": SDPBackend.CUDNN_ATTENTION,
+             "efficient": SDPBackend.EFFICIENT_ATTENTION, "math": SDPBackend.MATH}
+    if name not in known:
+        raise ValueError(f"sdpa_backend={name!r} is not known; use one of {', '.join(known)} (or leave it unset)")
+    return [known[name]]
 
 
 def decode_struct(image: dict):
