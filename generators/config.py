@@ -19,6 +19,11 @@ __all__ = ["INSTRUCTION", "MTSTConfig", "MTSTDataConfig", "MTSTEvalConfig", "MTS
            "MTSTTrainConfig", "load_mtst_config"]
 
 
+# Bumped when the model's parameters change, so that a cached run of an older layout is not loaded.
+# 2: segment embeddings on the joint Q-Former pass.
+MTST_ARCH = 2
+
+
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -63,7 +68,7 @@ class MTSTDataConfig(_Section):
 
     n_triplets: int = Field(4000, ge=1, le=100_000, description="annotated seed triplets (goal: <= 5000)")
     seed: int = Field(0, description="seed of the seed set; evaluation uses a different one")
-    max_edits: int = Field(1, ge=1, le=4, description="edits per pair: 1 to this many")
+    max_edits: int = Field(2, ge=1, le=2, description="edits per pair: 1 to this many (demo families: 1 or 2)")
     image_size: int = Field(64, ge=16, description="rendered side in pixels")
 
 
@@ -91,7 +96,8 @@ class MTSTInferConfig(_Section):
     backend: Literal["transformers", "vllm"] = "transformers"
     num_beams: int = Field(1, ge=1, description="1: greedy; >1: beam search (transformers backend only)")
     max_new_tokens: int = Field(32, ge=1)
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(64, ge=1, description="images per vision pass and texts per decode batch")
+    static_cache: bool = Field(True, description="greedy transformers decoding: static KV cache, fixed batch shape")
     device: str = Field("auto", description="auto: cuda when present, else cpu")
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     vllm_gpu_memory_utilization: float = Field(
@@ -110,6 +116,10 @@ class MTSTEvalConfig(_Section):
 
     n_pairs: int = Field(1000, ge=1)
     seed: int = Field(10_000, description="must differ from data.seed (held out)")
+    pairs: Literal["families", "random"] = Field(
+        "families", description="families: pairs within ShapesWorld families, as the demo mines them; "
+        "random: pairs 1 to data.max_edits edits apart, like the seed set",
+    )
 
 
 class MTSTConfig(_Section):
@@ -130,6 +140,7 @@ class MTSTConfig(_Section):
     def train_hash(self) -> str:
         """Hash of what changes the trained weights (model, data, train; not paths or progress)."""
         d = {
+            "arch": MTST_ARCH,
             "model": self.model.model_dump(mode="json"),
             "data": self.data.model_dump(mode="json"),
             "train": self.train.model_dump(mode="json", exclude={"cache_dir", "progress", "num_threads", "checkpoint_every"}),

@@ -13,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 from generators.config import MTSTConfig, load_mtst_config
-from generators.mtst_data import shapesworld_seed_set
+from generators.mtst_data import shapesworld_family_pairs, shapesworld_seed_set
 from generators.text_stage import MTSTTextStage
 from generators.train_mtst import train_mtst
 
@@ -28,9 +28,7 @@ def evaluate_mtst(cfg: MTSTConfig, model_dir: str | Path | None = None) -> dict:
         train = train_mtst(cfg)
         model_dir = train.model_dir
     # 2. held-out pairs (their own seed), and how many of them the seed set already had
-    held = shapesworld_seed_set(
-        cfg.eval.n_pairs, seed=cfg.eval.seed, image_size=cfg.data.image_size, max_edits=cfg.data.max_edits
-    )
+    held = held_out_pairs(cfg)
     seen = _seed_pairs(cfg) if train is not None else set()
     # 3. texts, both directions
     t0 = time.perf_counter()
@@ -55,6 +53,8 @@ def evaluate_mtst(cfg: MTSTConfig, model_dir: str | Path | None = None) -> dict:
     wrong = Counter(_edit_kind(scenes[r], scenes[t]) for (r, t, _, _), ok in zip(held.pairs, ok_f) if not ok)
     return {
         "n_pairs": n,
+        "pairs": cfg.eval.pairs,
+        "edits_per_pair": dict(sorted(Counter(len(_edits(scenes[r], scenes[t])) for r, t, _, _ in held.pairs).items())),
         "forward_accuracy": sum(ok_f) / n,
         "reverse_accuracy": sum(ok_r) / n,
         "pairs_also_in_seed_set": sum((held.scenes[r], held.scenes[t]) in seen for r, t, _, _ in held.pairs),
@@ -69,17 +69,29 @@ def evaluate_mtst(cfg: MTSTConfig, model_dir: str | Path | None = None) -> dict:
     }
 
 
+def held_out_pairs(cfg: MTSTConfig):
+    """The evaluation pairs: within ShapesWorld families (as mined) or random, from ``eval.seed``."""
+    if cfg.eval.pairs == "families":
+        return shapesworld_family_pairs(cfg.eval.n_pairs, seed=cfg.eval.seed, image_size=cfg.data.image_size)
+    return shapesworld_seed_set(
+        cfg.eval.n_pairs, seed=cfg.eval.seed, image_size=cfg.data.image_size, max_edits=cfg.data.max_edits
+    )
+
+
 def _seed_pairs(cfg: MTSTConfig) -> set[tuple[str, str]]:
     d = cfg.data
     s = shapesworld_seed_set(d.n_triplets, seed=d.seed, image_size=d.image_size, max_edits=d.max_edits)
     return {(s.scenes[r], s.scenes[t]) for r, t, _, _ in s.pairs}
 
 
-def _edit_kind(ref, tgt) -> str:
+def _edits(ref, tgt) -> list:
     from pipeline.shapesworld import diff
 
-    edits = diff(ref, tgt) or []
-    return "+".join(e.kind for e in edits) or "none"
+    return diff(ref, tgt) or []
+
+
+def _edit_kind(ref, tgt) -> str:
+    return "+".join(e.kind for e in _edits(ref, tgt)) or "none"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,7 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     if rep["train_seconds"] is not None:
         how = "loaded from cache" if rep["train_cached"] else f"trained in {rep['train_seconds']:.0f} s"
         print(f"model {rep['model_dir']}: {how}, {rep['train_steps']} steps")
-    print(f"held-out pairs: {rep['n_pairs']} (eval.seed={cfg.eval.seed}; {rep['pairs_also_in_seed_set']} also in the seed set)")
+    print(f"held-out pairs: {rep['n_pairs']} ({rep['pairs']}, edits per pair {rep['edits_per_pair']}; "
+          f"eval.seed={cfg.eval.seed}; {rep['pairs_also_in_seed_set']} also in the seed set)")
     print(f"forward accuracy (text turns reference into target): {rep['forward_accuracy']:.1%}")
     print(f"reverse accuracy (text turns target into reference): {rep['reverse_accuracy']:.1%}")
     print(f"forward errors by edit kind: {rep['forward_errors_by_edit']}")

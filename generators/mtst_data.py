@@ -60,3 +60,41 @@ def shapesworld_seed_set(n_pairs: int, *, seed: int, image_size: int = 64, max_e
         i = len(images) - 2
         pairs.append((i, i + 1, annotate(ref, tgt, rng), annotate(tgt, ref, rng)))
     return SeedSet(np.stack(images), pairs, scenes)
+
+
+def shapesworld_family_pairs(n_pairs: int, *, seed: int, image_size: int = 64, variants_per_family: int = 4,
+                             max_objects: int = 4) -> SeedSet:
+    """``n_pairs`` pairs as the demo mines them: two images of one ShapesWorld family (label strategy).
+
+    A family is a base scene and its one-edit variants, so a pair is base -> variant (1 edit) or
+    variant -> variant (1 or 2 edits); one direction per unordered pair, drawn at random. Families
+    come from ``ShapesWorld(seed=seed).pool()`` until there are enough pairs. Texts are the annotator's.
+    """
+    from pipeline.shapesworld import ShapesWorld, annotate, diff, render
+
+    rng = random.Random(seed)
+    families = max(1, n_pairs // 6 + 1)  # about 9-10 pairs per family of 5; grow if short
+    while True:
+        world = ShapesWorld(image_size=image_size, families=families, variants_per_family=variants_per_family,
+                            max_objects=max_objects, seed=seed)
+        groups: dict[str, list] = {}
+        for row in world.pool():
+            groups.setdefault(row["label"], []).append(row["scene"])
+        found = [(a, b) for members in groups.values() for i, a in enumerate(members) for b in members[i + 1:]
+                 if diff(a, b) is not None]
+        if len(found) >= n_pairs:
+            break
+        families *= 2
+    images, scenes, pairs, index = [], [], [], {}
+
+    def slot(scene) -> int:
+        if scene not in index:
+            index[scene] = len(images)
+            images.append(np.asarray(render(scene, image_size).convert("RGB"), dtype=np.uint8))
+            scenes.append(scene.to_json())
+        return index[scene]
+
+    for a, b in found[:n_pairs]:
+        ref, tgt = (a, b) if rng.random() < 0.5 else (b, a)
+        pairs.append((slot(ref), slot(tgt), annotate(ref, tgt, rng), annotate(tgt, ref, rng)))
+    return SeedSet(np.stack(images), pairs, scenes)

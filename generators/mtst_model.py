@@ -97,6 +97,11 @@ class MTSTGenerator(nn.Module):
             self.qformer = parts.qformer
             self.language_projection = parts.language_projection
             self.language_model = parts.language_model
+        # Which image a patch came from, added to the patches of the joint Q-Former pass only: without
+        # it that pass is the same for (ref, tgt) and (tgt, ref), and forward/reverse texts collapse.
+        # Not in InstructBLIP; new and trained with the Q-Former.
+        seg = torch.randn(2, config.vision_config.hidden_size) * 0.02
+        self.joint_segments = nn.Parameter(seg.to(self.query_tokens.dtype))
         self.qformer_ids = self.qformer_tokenizer(instruction, add_special_tokens=True)["input_ids"]
         ids = self.tokenizer(instruction, add_special_tokens=False)["input_ids"]
         bos = self.tokenizer.bos_token_id
@@ -217,7 +222,7 @@ class MTSTGenerator(nn.Module):
 
     # ---- training mode --------------------------------------------------------------------
     def set_trainable(self, train_all: bool) -> None:
-        """Real size: vision encoder and LLM frozen, Q-Former + queries + projection trained; or all."""
+        """Real size: vision encoder and LLM frozen; Q-Former, queries, joint segments, projection trained; or all."""
         self.train_all = bool(train_all)
         self.requires_grad_(True)
         if not self.train_all:
@@ -274,7 +279,8 @@ class MTSTGenerator(nn.Module):
 
     def prefix_embeds(self, ref: ImageFeatures, tgt: ImageFeatures) -> torch.Tensor:
         """LLM input before the text: [proj(ref q); proj(tgt q); proj(joint q); instruction], [B, L, H]."""
-        joint = self._qformer(torch.cat([ref.patches, tgt.patches], dim=1))
+        seg = self.joint_segments.to(ref.patches.dtype)
+        joint = self._qformer(torch.cat([ref.patches + seg[0], tgt.patches + seg[1]], dim=1))
         queries = torch.cat([ref.queries, tgt.queries, joint], dim=1)
         visual = self.language_projection(queries.to(self.dtype))
         embed = self.language_model.get_input_embeddings()

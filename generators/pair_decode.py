@@ -50,11 +50,13 @@ class PairDecoder:
     def decode(self, feats: ImageFeatures, ref: Sequence[int], tgt: Sequence[int]) -> list[str]:
         """Texts for pairs (feats[ref[i]] -> feats[tgt[i]])."""
         out: list[str] = []
-        bs = self.batch_size
+        if not len(ref):
+            return out
+        bs = min(self.batch_size, len(ref))  # a call with fewer texts than a batch is not padded up
         for i in range(0, len(ref), bs):
             r, t = list(ref[i:i + bs]), list(tgt[i:i + bs])
             real = len(r)
-            if self.static and real < bs:  # one shape for the whole run; padded rows are dropped
+            if self.static and real < bs:  # one shape for the whole call; padded rows are dropped
                 r += [r[-1]] * (bs - real)
                 t += [t[-1]] * (bs - real)
             prefix = self.model.prefix_embeds(feats[r], feats[t])

@@ -75,7 +75,7 @@ def test_tiny_trains_everything_unless_told(tiny_model):
     assert all(p.requires_grad for p in tiny_model.parameters())
     tiny_model.set_trainable(False)
     trained = {n.split(".")[0] for n, p in tiny_model.named_parameters() if p.requires_grad}
-    assert trained == {"query_tokens", "qformer", "language_projection"}
+    assert trained == {"query_tokens", "qformer", "joint_segments", "language_projection"}
 
 
 def test_word_tokenizer_round_trips_text(tiny_model):
@@ -122,3 +122,20 @@ def test_bf16_forward(tiny_model):
     feats = model.encode_images(torch.randn(2, 3, 32, 32))
     assert feats.queries.dtype == torch.bfloat16
     assert model.loss(feats[:1], feats[1:], ["make it red"]).isfinite()
+
+
+def test_the_joint_pass_knows_which_image_is_the_reference(tiny_model):
+    # Without segment embeddings the joint Q-Former pass is the same for (a, b) and (b, a).
+    feats = tiny_model.encode_images(torch.randn(2, 3, 32, 32))
+    n = tiny_model.config.num_query_tokens
+    with torch.no_grad():  # as after training: the init (std 0.02) differs only a little
+        tiny_model.joint_segments.normal_()
+    ab = tiny_model.prefix_embeds(feats[[0]], feats[[1]])
+    ba = tiny_model.prefix_embeds(feats[[1]], feats[[0]])
+    torch.testing.assert_close(ab[:, :n], ba[:, n:2 * n])  # per-image blocks swap places
+    assert not torch.allclose(ab[:, 2 * n:3 * n], ba[:, 2 * n:3 * n], atol=1e-4)
+    with torch.no_grad():
+        tiny_model.joint_segments.zero_()
+    ab = tiny_model.prefix_embeds(feats[[0]], feats[[1]])
+    ba = tiny_model.prefix_embeds(feats[[1]], feats[[0]])
+    torch.testing.assert_close(ab[:, 2 * n:3 * n], ba[:, 2 * n:3 * n])

@@ -41,6 +41,19 @@ def test_writes_forward_and_reverse_texts(trained_dir, seed_set):
     assert all(t.startswith("make it") for t in out["modification_text"] + out["reverse_text"])
 
 
+def test_greedy_stage_decodes_like_generate_one_pair_at_a_time(trained_dir, seed_set):
+    # The stage decodes through PairDecoder (static KV cache, batches); plain generate per pair agrees.
+    stage = MTSTTextStage(trained_dir, MTSTInferConfig(batch_size=4))
+    assert stage.pairs.static
+    rows = [(i, i + 1) for i in range(0, 12, 2)]
+    out = stage(_batch(seed_set, rows))
+    m = stage.model
+    feats = m.encode_images(m.preprocess([seed_set.images[i] for i in range(12)]))
+    for k, (r, t) in enumerate(rows):
+        assert m.generate(feats[[r]], feats[[t]], max_new_tokens=32) == [out["modification_text"][k]]
+        assert m.generate(feats[[t]], feats[[r]], max_new_tokens=32) == [out["reverse_text"][k]]
+
+
 def test_each_image_is_encoded_once_per_batch(trained_dir, seed_set):
     stage = MTSTTextStage(trained_dir)
     seen = []
@@ -53,7 +66,9 @@ def test_each_image_is_encoded_once_per_batch(trained_dir, seed_set):
 
 
 def test_beam_search_backend_option(trained_dir, seed_set):
-    out = MTSTTextStage(trained_dir, MTSTInferConfig(num_beams=3))(_batch(seed_set, [(0, 1)]))
+    stage = MTSTTextStage(trained_dir, MTSTInferConfig(num_beams=3))
+    assert not stage.pairs.static and stage.pairs.gen.num_beams == 3
+    out = stage(_batch(seed_set, [(0, 1)]))
     assert out["modification_text"][0]
 
 
