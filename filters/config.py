@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from pipeline.config import Section
+from pipeline.config_base import Section
 
 
 class TextSanityConfig(Section):

@@ -1,4 +1,4 @@
-"""Prefect flow: mine -> runtime -> finalize, with retries and a summary artifact.
+"""Prefect flow: mine -> prepare -> runtime -> finalize, with retries and a summary artifact.
 
 Runs with no server by default (Prefect's temporary local server); set PREFECT_API_URL to report
 to a real one. The steps live in pipeline.generate; this file only orders them.
@@ -8,6 +8,8 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# A loaded 2-core machine can take over a minute to start the temporary server.
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from prefect import flow, task
@@ -21,6 +23,11 @@ from pipeline.config import RunConfig, load_config
 @task(name="mine-pairs", cache_policy=NO_CACHE)
 def mine_task(cfg: RunConfig) -> steps.Plan:
     return steps.plan(cfg)
+
+
+@task(name="prepare-stages", retries=1, cache_policy=NO_CACHE)
+def prepare_task(cfg: RunConfig, plan: steps.Plan) -> steps.Plan:
+    return steps.prepare(cfg, plan)
 
 
 # Units already committed are skipped, so a retry only redoes the units in flight.
@@ -69,9 +76,11 @@ def generate_flow(config_path: str, executor: str = "ray", overrides: dict | Non
     cfg = load_config(config_path, overrides)
     # 1. mine pairs and cut them into units
     plan = mine_task(cfg)
-    # 2. run the stages over every uncommitted unit
+    # 2. train (or load) the text generator; write the negatives' candidate pool
+    plan = prepare_task(cfg, plan)
+    # 3. run the stages over every uncommitted unit
     run = run_task(cfg, plan, executor)
-    # 3. write the manifest and the dataset card
+    # 4. write the manifest and the dataset card
     manifest = finalize_task(cfg, plan)
     _publish(cfg, manifest, run)
     return manifest

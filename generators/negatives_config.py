@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from pipeline.config import Section
+from pipeline.config_base import Section
 
 # Small edits a photo can take without doing what a modification text asks; the stage picks one
 # whose text embedding is far from the modification text (photos only).

@@ -1,22 +1,95 @@
-"""Which text stages a run uses, chosen by ``generator.kind`` in the run config."""
+"""Which generation stages a run uses: texts (``generator.kind``), negatives, then filters."""
 from __future__ import annotations
+
+from pathlib import Path
 
 from pipeline.config import RunConfig
 from pipeline.runtime import StageSpec
 
 
 def generator_name(cfg: RunConfig) -> str:
-    """The id recorded in the ``generator`` column (and hashed into triplet ids)."""
+    """The id recorded in the ``generator`` column (and hashed into triplet ids).
+
+    MTST ids carry the training hash (tiny) or the checkpoint, so two models never share ids.
+    """
     if cfg.generator.kind == "annotator":
         from generators.annotator_stage import ANNOTATOR_ID
 
         return ANNOTATOR_ID
+    if cfg.generator.kind == "mtst":
+        m = cfg.generator.mtst
+        if m.model.pretrained:
+            return f"mtst:{Path(m.model.pretrained).name}"
+        return f"mtst-tiny-{m.train_hash()[:12]}"
     raise ValueError(f"generator.kind={cfg.generator.kind!r} is not known")
 
 
-def text_stage_specs(cfg: RunConfig) -> list[StageSpec]:
+def prepare_generator(cfg: RunConfig) -> str | None:
+    """Train (or load from the cache) what the text stage needs; returns the model folder, if any.
+
+    The tiny MTST model trains on the annotator's ShapesWorld seed set (``generator.mtst.data``),
+    once per training hash; a run with the same config loads it from ``<cache_dir>/mtst``.
+    """
+    if cfg.generator.kind != "mtst":
+        return None
+    from generators.train_mtst import train_mtst
+
+    mcfg = cfg.mtst_config()
+    if mcfg.model.pretrained and _is_mtst_dir(mcfg.model.pretrained):
+        return str(mcfg.model.pretrained)
+    return str(train_mtst(mcfg).model_dir)
+
+
+def _is_mtst_dir(path: str) -> bool:
+    from generators.mtst_model import META_FILE
+
+    return (Path(path) / META_FILE).is_file()
+
+
+def text_stage_specs(cfg: RunConfig, model_dir: str | None = None) -> list[StageSpec]:
     if cfg.generator.kind == "annotator":
         from generators.annotator_stage import AnnotatorTextStage
 
         return [StageSpec(AnnotatorTextStage, {"seed": cfg.seed})]
+    if cfg.generator.kind == "mtst":
+        from generators.text_stage import MTSTTextStage
+
+        if model_dir is None:
+            raise ValueError("generator.kind='mtst' needs the trained model: call prepare_generator(cfg) first")
+        return [StageSpec(MTSTTextStage, {"model_path": model_dir, "config": cfg.generator.mtst.infer})]
     raise ValueError(f"generator.kind={cfg.generator.kind!r} is not known")
+
+
+def embedder_spec(cfg: RunConfig) -> dict | None:
+    """A picklable embedder spec for Ray workers (filters/embed_columns.load_embedder), or None.
+
+    ShapesWorld rows are checked exactly by scene graph; photos need CLIP margins.
+    """
+    if cfg.source.kind == "shapesworld":
+        return None
+    return {"factory": "pipeline.embedder:embedder_from_dict",
+            "kwargs": {"config": cfg.embedder.model_dump(mode="json"), "cache_dir": str(cfg.cache_dir)}}
+
+
+def all_stage_specs(cfg: RunConfig, model_dir: str | None, pool_path: str | Path | None) -> list[StageSpec]:
+    """Texts -> FBCIR negatives -> filters, in run order."""
+    from filters.specs import filter_stage_specs
+    from generators.negatives import negative_stage_specs
+
+    emb = embedder_spec(cfg)
+    specs = text_stage_specs(cfg, model_dir)
+    if cfg.negatives.enabled:
+        if pool_path is None:
+            raise ValueError("negatives.enabled needs a candidate pool file: write_negatives_pool(cfg, pool) first")
+        specs += negative_stage_specs(cfg.negatives, pool_path, seed=cfg.seed, embedder=emb)
+    specs += filter_stage_specs(cfg.filters, embedder=emb, embedder_gpu=_cuda() and cfg.embedder.device != "cpu")
+    return specs
+
+
+def _cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False

@@ -13,6 +13,9 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from filters.config import FiltersConfig
+from generators.config import MTSTConfig
+from generators.negatives_config import NegativesConfig
 from pipeline.config_base import Section
 from pipeline.config_mining import EmbedderConfig, MiningConfig, SourceOptions
 
@@ -75,11 +78,14 @@ class ShardConfig(Section):
 
 
 class GeneratorConfig(Section):
-    """Who writes the modification texts."""
+    """Who writes the modification texts (forward, and reverse for PTHA)."""
 
-    kind: Literal["annotator"] = Field(
-        "annotator", description="annotator: the ShapesWorld ground-truth annotator (seed-set writer)"
-    )
+    kind: Literal["mtst", "annotator"] = Field(
+        "mtst", description="mtst: the learned MTST generator (trained on the seed set, cached by hash); "
+                            "annotator: ShapesWorld's ground-truth annotator (exact texts, no model)")
+    mtst: MTSTConfig = Field(MTSTConfig(), description="the MTST generator; a run trains it under "
+                                                      "<cache_dir>/mtst (generator.mtst.train.cache_dir is for "
+                                                      "`python -m generators.train_mtst` alone)")
 
 
 class RuntimeConfig(Section):
@@ -104,15 +110,37 @@ class RunConfig(Section):
     splits: SplitConfig = SplitConfig()
     shards: ShardConfig = ShardConfig()
     generator: GeneratorConfig = GeneratorConfig()
+    negatives: NegativesConfig = NegativesConfig()
+    filters: FiltersConfig = FiltersConfig()
     runtime: RuntimeConfig = RuntimeConfig()
 
     @property
     def dataset_dir(self) -> Path:
         return self.out_dir / self.name
 
+    @model_validator(mode="after")
+    def _generator_fits_source(self):
+        g = self.generator
+        if g.kind == "mtst" and g.mtst.model.pretrained is None and self.source.kind != "shapesworld":
+            raise ValueError(
+                f"generator.kind='mtst' without generator.mtst.model.pretrained trains the tiny ShapesWorld "
+                f"generator, which cannot describe source.kind={self.source.kind!r} images: set "
+                "generator.mtst.model.pretrained to an MTST or InstructBLIP checkpoint")
+        return self
+
+    def mtst_config(self) -> MTSTConfig:
+        """The generator section as a run uses it: trained models live under ``<cache_dir>/mtst``."""
+        m = self.generator.mtst.model_copy(deep=True)
+        m.train.cache_dir = self.cache_dir / "mtst"
+        m.train.progress = self.runtime.progress
+        return m
+
     def config_hash(self) -> str:
         """Hash of everything that changes rows (not where they are written, not runtime)."""
-        d = self.model_dump(mode="json", exclude={"out_dir": True, "cache_dir": True, "runtime": True})
+        d = self.model_dump(mode="json", exclude={
+            "out_dir": True, "cache_dir": True, "runtime": True,
+            "generator": {"mtst": {"train": {"cache_dir", "progress", "num_threads", "checkpoint_every"},
+                                   "infer": {"device", "batch_size", "vllm_gpu_memory_utilization"}}}})
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -70,7 +70,7 @@ class MiningConfig(Section):
     k: int = Field(4, ge=1, description="at most k targets per reference, per strategy")
     sim_low: float = Field(0.5, ge=-1, le=1, description="similarity band: lowest cosine similarity kept")
     sim_high: float = Field(0.99, ge=-1, le=1, description="similarity band: highest cosine similarity kept (CLIP ViT-L: about 0.95)")
-    near_dup: float = Field(0.995, ge=-1, le=1, description="pairs above this similarity are near-duplicates, never kept (CLIP ViT-L: about 0.98)")
+    near_dup: float = Field(0.995, ge=-1, le=1, description="pairs above this similarity are near-duplicates, never kept (CLIP ViT-L: about 0.98); 1.0 turns the check off (label/caption mining then needs no embedder)")
     pick: Literal["random", "nearest"] = Field("random", description="label/caption: which k of the candidates (nearest needs embeddings)")
     allow_mirrored: bool = Field(False, description="keep both (a, b) and (b, a)")
     block_size: int = Field(4096, ge=16, description="queries (and keys) per block of the exact search; memory ~ block_size^2 x 4 bytes")

@@ -265,3 +265,8 @@ def evaluate_retrieval(embedder: ClipEmbedder, cfg: TinyClipConfig, families: in
 
     return {"heldout_images": len(captions), "image_to_caption_r1": recall(sims, 1),
             "image_to_caption_r5": recall(sims, 5), "caption_to_image_r1": recall(sims.T, 1)}
+
+
+def embedder_from_dict(config: dict | None = None, cache_dir: str | Path = "cache") -> ClipEmbedder:
+    """``ClipEmbedder.from_config`` from a plain dict: the picklable form Ray workers build from."""
+    return ClipEmbedder.from_config(EmbedderConfig.model_validate(config or {}), cache_dir)

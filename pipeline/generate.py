@@ -43,6 +43,8 @@ class Plan:
     pairs: list[Pair]
     units: list[list[Pair]]
     generator_id: str
+    model_dir: str | None = None  # the trained text generator (prepare)
+    pool_path: str | None = None  # the negatives' candidate pool file (prepare)
 
     @property
     def stage_counts(self) -> dict:
@@ -124,10 +126,26 @@ def unit_rows(cfg: RunConfig, plan_: Plan, unit: int) -> list[dict]:
     return rows
 
 
-def stage_specs(cfg: RunConfig) -> list[StageSpec]:
-    from generators.stages import text_stage_specs
+def prepare(cfg: RunConfig, plan_: Plan) -> Plan:
+    """What the stages need before they start: the trained text generator (cached by its config
+    hash) and the candidate pool file the negatives stage mines from (under the dataset folder)."""
+    from generators.negatives import pool_file, write_pool
+    from generators.stages import prepare_generator
 
-    return text_stage_specs(cfg)
+    check_output(cfg)
+    plan_.model_dir = prepare_generator(cfg)
+    if cfg.negatives.enabled:
+        path = Path(cfg.negatives.pool_path) if cfg.negatives.pool_path else pool_file(cfg.dataset_dir)
+        if cfg.negatives.pool_path is None and not path.is_file():  # deterministic for a config: write once
+            write_pool(path, plan_.pool.rows.values())
+        plan_.pool_path = str(path)
+    return plan_
+
+
+def stage_specs(cfg: RunConfig, plan_: Plan) -> list[StageSpec]:
+    from generators.stages import all_stage_specs
+
+    return all_stage_specs(cfg, plan_.model_dir, plan_.pool_path)
 
 
 # 5. run -------------------------------------------------------------------------------------
@@ -160,7 +178,7 @@ def run_units(cfg: RunConfig, plan_: Plan, executor: str = "local", progress: bo
         r = unit_rows(cfg, plan_, u)
         writer.expect(u, len(r), extra={"seed": derive_seed(cfg.seed, "unit", u)})
         rows.extend(r)
-    runtime = Runtime(stage_specs(cfg), executor=executor, ray_address=cfg.runtime.ray_address,
+    runtime = Runtime(stage_specs(cfg, plan_), executor=executor, ray_address=cfg.runtime.ray_address,
                       num_cpus=cfg.runtime.num_cpus, batch_size=cfg.shards.batch_size)
     with _progress(progress and cfg.runtime.progress, len(todo), len(plan_.units) - len(todo)) as tick:
         written = runtime.run(rows, writer, on_commit=lambda unit, n: tick())
@@ -200,7 +218,7 @@ def finalize_run(cfg: RunConfig, plan_: Plan) -> dict:
 
 def generate(cfg: RunConfig, executor: str = "local", progress: bool = True) -> dict:
     """The whole job in one call: plan, run, finalize. Returns the manifest."""
-    p = plan(cfg)
+    p = prepare(cfg, plan(cfg))
     run_units(cfg, p, executor=executor, progress=progress)
     return finalize_run(cfg, p)
 

@@ -61,10 +61,14 @@ def embed_pool(rows: dict[str, dict], embedder) -> tuple[list[str], np.ndarray]:
 
 def mine(rows: dict[str, dict], mining_cfg, embedder_cfg, *, seed: int,
          cache_dir: str | Path = "cache") -> list[MinedPair]:
-    """The pipeline's entry: embed the pool with the configured CLIP, then mine pairs."""
+    """The pipeline's entry: embed the pool with the configured CLIP (only when a strategy, the
+    nearest pick or the near-duplicate check needs embeddings), then mine pairs."""
     from pipeline.embedder import ClipEmbedder
 
-    embedder = ClipEmbedder.from_config(embedder_cfg, cache_dir=cache_dir)
-    ids, emb = embed_pool(rows, embedder)
+    needs = "similarity" in mining_cfg.strategies or mining_cfg.pick == "nearest" or mining_cfg.near_dup < 1.0
+    if needs:
+        ids, emb = embed_pool(rows, ClipEmbedder.from_config(embedder_cfg, cache_dir=cache_dir))
+    else:
+        ids, emb = sorted(rows), None
     return mine_pairs(ids, mining_cfg, seed=seed, embeddings=emb,
                       labels=[rows[i].get("label") for i in ids], captions=[rows[i].get("caption") for i in ids])
