@@ -77,6 +77,23 @@ class _Running:
         self.vals[start:end] = bv
         self.idx[start:end] = ci.gather(1, j)
 
+    def merge_sparse(self, start: int, rows: torch.Tensor, v: torch.Tensor, i: torch.Tensor) -> None:
+        """Merge a few (row, value, index) candidates: only the rows that have any are touched."""
+        order = torch.argsort(rows, stable=True)
+        rows, v, i = rows[order], v[order], i[order]
+        urows, counts = torch.unique_consecutive(rows, return_counts=True)
+        local = torch.repeat_interleave(torch.arange(urows.numel(), device=rows.device), counts)
+        slot = torch.arange(rows.numel(), device=rows.device) - (torch.cumsum(counts, 0) - counts)[local]
+        width = int(counts.max())
+        dv = torch.full((urows.numel(), width), NEG_INF, device=v.device)
+        di = torch.zeros((urows.numel(), width), dtype=torch.int64, device=v.device)
+        dv[local, slot] = v
+        di[local, slot] = i
+        at = urows + start
+        bv, j = torch.cat([self.vals[at], dv], dim=1).topk(self.k, dim=1)
+        self.vals[at] = bv
+        self.idx[at] = torch.cat([self.idx[at], di], dim=1).gather(1, j)
+
     def result(self) -> tuple[np.ndarray, np.ndarray]:
         idx = torch.where(torch.isfinite(self.vals), self.idx, torch.full_like(self.idx, -1))
         return self.vals.cpu().numpy(), idx.cpu().numpy()
@@ -106,26 +123,20 @@ def _update(run: _Running, S: torch.Tensor, start: int, offset: int, band, by_co
         thr = kth if band is None else torch.clamp(kth, min=band[0])
         if by_column:
             groups = S.view(m // g, g, n)
-            hit = (groups.amax(1) >= thr.unsqueeze(0)).T  # (n, m/g)
+            grp, row = (groups.amax(1) >= thr.unsqueeze(0)).nonzero(as_tuple=True)  # (m/g, n) layout
         else:
             groups = S.view(n, m // g, g)
-            hit = groups.amax(2) >= thr.unsqueeze(1)
-        row, grp = hit.nonzero(as_tuple=True)  # sorted by row
+            row, grp = (groups.amax(2) >= thr.unsqueeze(1)).nonzero(as_tuple=True)
         if row.numel() == 0:
             return
         if row.numel() <= n * max(4, m // g // 8):  # else a dense reduction is cheaper
             vals = groups[grp, :, row] if by_column else groups[row, grp]  # (hits, g)
             if band is not None:
                 vals = vals.masked_fill((vals < band[0]) | (vals > band[1]), NEG_INF)
-            # Lay the hits of each row side by side, padded with -inf, and merge densely.
-            counts = torch.bincount(row, minlength=n)
-            slot = torch.arange(row.numel(), device=S.device) - (torch.cumsum(counts, 0) - counts)[row]
-            width = int(counts.max()) if row.numel() else 0
-            dv = torch.full((n, width, g), NEG_INF, device=S.device)
-            di = torch.zeros((n, width, g), dtype=torch.int64, device=S.device)
-            dv[row, slot] = vals
-            di[row, slot] = (grp * g).unsqueeze(1) + torch.arange(g, device=S.device) + offset
-            run.merge_dense(start, dv.view(n, -1), di.view(n, -1))
+            # Of a hit group, only the values reaching the row's k-th can enter: usually one or two.
+            h, e = (vals >= thr[row].unsqueeze(1)).nonzero(as_tuple=True)
+            if h.numel():
+                run.merge_sparse(start, row[h], vals[h, e], grp[h] * g + e + offset)
             return
     _mask_band(S, band)
     v, i = _col_topk(S, run.k) if by_column else _row_topk(S, run.k)
