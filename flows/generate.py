@@ -13,7 +13,7 @@ os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from prefect import flow, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from pipeline import generate as steps
@@ -41,7 +41,14 @@ def finalize_task(cfg: RunConfig, plan: steps.Plan) -> dict:
     return steps.finalize_run(cfg, plan)
 
 
-def _publish(cfg: RunConfig, manifest: dict, run: dict) -> None:
+@task(name="quality-report", cache_policy=NO_CACHE)
+def report_task(cfg: RunConfig) -> str:
+    from pipeline.report import write_report
+
+    return str(write_report(cfg.dataset_dir).resolve())
+
+
+def _publish(cfg: RunConfig, manifest: dict, run: dict, report: str) -> None:
     rows = manifest["rows"]
     pool = manifest["stage_counts"].get("pool", {})
     table = [
@@ -51,10 +58,12 @@ def _publish(cfg: RunConfig, manifest: dict, run: dict) -> None:
         {"stage": "stages+filters", "in": rows["in"], "out": rows["kept"], "dropped": rows["rejected"]},
     ]
     create_table_artifact(key=f"{_key(cfg.name)}-counts", table=table, description="rows per stage")
+    create_link_artifact(key=f"{_key(cfg.name)}-report", link=f"file://{report}", link_text="quality report",
+                         description="counts per stage, rejection reasons, score histograms, sample grids")
     reasons = "\n".join(f"| `{k}` | {v} |" for k, v in manifest["reject_reasons"].items()) or "| (none) | 0 |"
     create_markdown_artifact(key=f"{_key(cfg.name)}-summary", markdown=f"""# {cfg.name}
 
-Output: `{cfg.dataset_dir.resolve()}` ({manifest['state']}, {manifest['units_committed']}/{manifest['units_total']} units;
+Output: `{cfg.dataset_dir.resolve()}`; quality report: `{report}` ({manifest['state']}, {manifest['units_committed']}/{manifest['units_total']} units;
 this run wrote {run['units_written']}, skipped {run['units_skipped']} already committed)
 
 Rows in {rows['in']} = kept {rows['kept']} + rejected {rows['rejected']}; per split: {rows['per_split']}
@@ -82,5 +91,6 @@ def generate_flow(config_path: str, executor: str = "ray", overrides: dict | Non
     run = run_task(cfg, plan, executor)
     # 4. write the manifest and the dataset card
     manifest = finalize_task(cfg, plan)
-    _publish(cfg, manifest, run)
+    # 5. the quality report, linked as an artifact
+    _publish(cfg, manifest, run, report_task(cfg))
     return manifest

@@ -21,7 +21,8 @@ app = typer.Typer(
          "negatives, filter, and write Parquet triplet shards; then train retrieval models.\n\n"
          "Start with:  cirforge world render   (see the embedded ShapesWorld)\n"
          "then:        cirforge generate --config configs/demo.yaml\n"
-         "and:         cirforge inspect out/shapesworld-demo",
+         "and:         cirforge inspect out/shapesworld-demo\n"
+         "and:         cirforge report out/shapesworld-demo   (HTML quality report)",
     no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
 )
 world_app = typer.Typer(help="The embedded ShapesWorld: procedural scenes with known ground truth.",
@@ -115,6 +116,20 @@ def inspect(
     if sum(v for k, v in s["counts"].items() if k != "rejected"):
         path = sample_grid(dataset, grid or dataset / "report" / "samples.png", n=n)
         typer.echo(f"sample grid: {path}")
+
+
+@app.command()
+def report(
+    dataset: Path = typer.Argument(..., help="dataset folder written by `cirforge generate`"),
+    samples: int = typer.Option(8, min=1, max=32, help="sample triplets per grid (kept and rejected)"),
+):
+    """Quality report: HTML + PNGs with counts per stage, rejection reasons, score histograms
+    (kept vs rejected) and sample grids (reference, target, both negatives, texts)."""
+    from pipeline.report import write_report
+
+    if not (dataset / "manifest.json").is_file():
+        _fail(f"{dataset} has no manifest.json: give a dataset folder written by `cirforge generate`")
+    typer.echo(f"wrote {write_report(dataset, samples=samples)}")
 
 
 @app.command("config-reference")

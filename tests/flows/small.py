@@ -17,6 +17,7 @@ def small_config(tmp_path: Path, name: str = "small", families: int = 24, rows_p
         **extra,
     }
     path = tmp_path / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(cfg))
     return path
 
