@@ -145,6 +145,25 @@ def config_reference(out: Optional[Path] = typer.Option(None, help="write here i
         typer.echo(text)
 
 
+@app.command("export")
+def export_cmd(
+    dataset: Path = typer.Argument(..., help="dataset folder written by `cirforge generate`"),
+    format: str = typer.Option(..., "--format", "-f", help="cirr or fashioniq (see docs/interop.md)"),
+    out: Path = typer.Option(..., "--out", "-o", help="folder to write (must not exist, or be empty)"),
+    category: str = typer.Option("cirforge", help="fashioniq: the category in the file names (e.g. dress)"),
+    overwrite: bool = typer.Option(False, help="replace a non-empty --out folder"),
+):
+    """Export kept triplets to the CIRR or FashionIQ layout (images + caption/split JSON files)."""
+    from pipeline.export import export_dataset
+
+    try:
+        record = export_dataset(dataset, format, out, category=category, overwrite=overwrite)
+    except (ValueError, FileNotFoundError, FileExistsError) as err:
+        _fail(str(err))
+    per = ", ".join(f"{k} {v['triplets']} triplets / {v['images']} images" for k, v in record["splits"].items())
+    typer.echo(f"wrote {out} ({format}): {per}")
+
+
 def main() -> None:
     try:
         app()
