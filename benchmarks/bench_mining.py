@@ -50,6 +50,11 @@ def clustered_unit(n: int, d: int, seed: int, clusters: int, spread: float = 1.0
     return x
 
 
+def cpu_seconds() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -90,7 +95,7 @@ def worker_exact(a) -> dict:
 
         faiss.omp_set_num_threads(a.threads)
         x = random_unit(a.n, a.d, a.seed)
-        t = time.perf_counter()
+        c, t = cpu_seconds(), time.perf_counter()
         index = faiss.IndexFlatIP(a.d)
         index.add(x)
         vals, idx = index.search(x, a.k + 1)  # +1: each query finds itself first
@@ -105,7 +110,7 @@ def worker_exact(a) -> dict:
                 return naive_topk_self(torch.as_tensor(v, device=dev), a.k, a.q_block, a.k_block)
         else:
             def search(v):
-                return topk_self(v, a.k, block_size=a.block, device=dev)
+                return topk_self(v, a.k, block_size=a.block, device=dev, cpu_gemm=a.cpu_gemm)
         if dev.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = a.tf32
             g = torch.Generator(device=dev).manual_seed(a.seed)
@@ -116,13 +121,16 @@ def worker_exact(a) -> dict:
             torch.cuda.reset_peak_memory_stats()
         else:
             x = random_unit(a.n, a.d, a.seed)
-        t = time.perf_counter()
+        c, t = cpu_seconds(), time.perf_counter()
         vals, idx = search(x)  # returns numpy arrays: the device work is finished
         secs = time.perf_counter() - t
     out = {"method": a.method, "seconds": round(secs, 2), "pairs_per_s": round(a.n * a.k / secs),
            "peak_rss_mb": round(peak_rss_mb())}
+    out["cpu_s"] = round(cpu_seconds() - c, 1)  # user + sys, all threads: less sensitive to other load
     if a.method == "torch":
         out["block"] = a.block
+        if a.device == "cpu":
+            out["cpu_gemm"] = a.cpu_gemm
     elif a.method == "naive":
         out["blocks"] = f"{a.q_block} queries x {a.k_block} keys"
     if a.device != "cpu" and a.method != "faiss":
@@ -175,8 +183,10 @@ def worker_ann(a) -> dict:
 
 
 # -- driver ----------------------------------------------------------------------------------
-def child(args: list[str]) -> dict:
-    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False)
+def child(args: list[str], threads: int) -> dict:
+    # numpy's OpenBLAS reads its thread count at import: the same number of threads for every library
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(threads), "OMP_NUM_THREADS": str(threads)}
+    out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True, check=False, env=env)
     if out.returncode != 0:
         raise SystemExit(f"worker {args} failed:\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -194,6 +204,7 @@ def main() -> None:
     p.add_argument("--matmul", default="fp32", help="GPU: comma list of fp32, tf32 (TF32 is not bit-exact fp32)")
     p.add_argument("--tf32", action="store_true", help="GPU: same as --matmul tf32")
     p.add_argument("--no-faiss", action="store_true", help="skip faiss (e.g. on a GPU box without it)")
+    p.add_argument("--cpu-gemm", default="numpy", help="CPU: comma list of numpy, torch (tile product library)")
     p.add_argument("--naive", action="store_true", help="also time the plain matmul + full-row topk baseline")
     p.add_argument("--q-block", type=int, default=4096, help="naive baseline: queries per block")
     p.add_argument("--k-block", type=int, default=131072, help="naive baseline: keys per matmul chunk")
@@ -216,7 +227,7 @@ def main() -> None:
           f"(cpu count {os.cpu_count()}, load average {os.getloadavg()[0]:.2f})", flush=True)
     if a.mode == "ann":
         print(json.dumps(child(base + ["--worker=ann", f"--queries={a.queries}", f"--nlist={a.nlist}",
-                                       f"--recall={a.recall}"])), flush=True)
+                                       f"--recall={a.recall}"], a.threads)), flush=True)
         return
     tmp = Path(os.environ.get("TMPDIR", "/tmp"))
     precisions = ["tf32"] if a.tf32 else a.matmul.split(",")
@@ -231,12 +242,13 @@ def main() -> None:
             runs.append((f"naive/{prec}", ["--worker=naive", f"--q-block={a.q_block}", f"--k-block={a.k_block}",
                                            *flag]))
         for b in [int(v) for v in a.blocks.split(",")]:
-            runs.append((f"torch/{prec}", ["--worker=torch", f"--block={b}", *flag]))
+            for gemm in (a.cpu_gemm.split(",") if a.device == "cpu" else ["torch"]):
+                runs.append((f"torch/{prec}", ["--worker=torch", f"--block={b}", f"--cpu-gemm={gemm}", *flag]))
     results = []
     first: dict[str, dict] = {}  # the first result of each baseline kind, and where its indices are
     for label, extra in runs:
         check = tmp / f"bench_mining_{len(results)}.npy"
-        r = child(base + extra + [f"--check={check}"])
+        r = child(base + extra + [f"--check={check}"], a.threads)
         r["check"] = check
         prec = label.split("/")[-1]
         # Compare with faiss (CPU), else with the naive run of the same precision.

@@ -54,24 +54,27 @@ def ids_of(rows):
 
 
 # -- exact search -----------------------------------------------------------------------------
-@pytest.mark.parametrize("n,block", [(301, 64), (300, 1000), (7, 4)])
-def test_blockwise_search_equals_brute_force(n, block):
+@pytest.mark.parametrize("n,block,gemm", [(301, 64, "numpy"), (300, 1000, "numpy"), (7, 4, "numpy"),
+                                          (301, 64, "torch")])
+def test_blockwise_search_equals_brute_force(n, block, gemm):
     x = np.random.default_rng(n).standard_normal((n, 32)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     full = x @ x.T
     np.fill_diagonal(full, -np.inf)
     k = 5
     best = np.argsort(-full, axis=1)[:, :k]
-    vals, idx = topk_self(x, k, block_size=block)
+    vals, idx = topk_self(x, k, block_size=block, cpu_gemm=gemm)
     assert np.array_equal(idx, best) and np.allclose(vals, np.take_along_axis(full, best, 1), atol=1e-5)
-    vals2, idx2 = topk_search(x, x, k, block_size=block, exclude=np.arange(n))
+    vals2, idx2 = topk_search(x, x, k, block_size=block, exclude=np.arange(n), cpu_gemm=gemm)
     assert np.array_equal(idx2, best)
     # With a band only similarities inside it count; missing slots are (-inf, -1).
     band = np.where((full >= 0.1) & (full <= 0.3), full, -np.inf)
-    vals3, idx3 = topk_self(x, k, block_size=block, band=(0.1, 0.3))
+    vals3, idx3 = topk_self(x, k, block_size=block, band=(0.1, 0.3), cpu_gemm=gemm)
     assert np.allclose(np.nan_to_num(vals3, neginf=-9), np.nan_to_num(-np.sort(-band, axis=1)[:, :k], neginf=-9),
                        atol=1e-5)
     assert ((idx3 == -1) == np.isinf(vals3)).all()
+    with pytest.raises(ValueError, match="cpu_gemm='blas'"):
+        topk_self(x, k, cpu_gemm="blas")
 
 
 # -- strategies -------------------------------------------------------------------------------
