@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from generators.mtst_prompt import INSTRUCTION
 
@@ -48,6 +48,20 @@ class MTSTModelConfig(_Section):
     llm_hidden: int = Field(128, ge=8, description="tiny LLM width; head_dim = llm_hidden / llm_heads = 64 for vLLM CPU")
     llm_layers: int = Field(2, ge=1)
     llm_heads: int = Field(2, ge=1)
+
+    @field_validator("pretrained")
+    @classmethod
+    def _local_checkpoint_exists(cls, v: str | None) -> str | None:
+        # A local path must exist with safetensors weights (one-line error naming the key); a hub id
+        # is left to the loader.
+        from pipeline.checkpoints import CheckpointError, check_local_checkpoint, looks_local
+
+        if v is not None and looks_local(v):
+            try:
+                check_local_checkpoint("pretrained", v)
+            except CheckpointError as err:
+                raise ValueError(str(err).split(": ", 1)[1]) from None
+        return v
 
     @model_validator(mode="after")
     def _head_dims(self):

@@ -236,3 +236,10 @@ def test_uncached_hub_checkpoint_offline_is_a_one_line_error(tmp_path, monkeypat
     with pytest.raises(CheckpointError) as err:
         ClipEmbedder.from_config(cfg)
     assert "\n" not in str(err.value) and "embedder.checkpoint='someorg/clip-that-is-not-here'" in str(err.value)
+
+
+def test_config_naming_a_missing_generator_checkpoint_is_a_one_line_error(tmp_path):
+    with pytest.raises(ConfigError) as err:
+        parse_config({"generator": {"kind": "mtst", "mtst": {"model": {"pretrained": str(tmp_path / "no-mtst")}}}})
+    msg = str(err.value)
+    assert "\n" not in msg and "generator.mtst.model.pretrained" in msg and "no-mtst" in msg and "not found" in msg
