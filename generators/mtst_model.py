@@ -123,13 +123,16 @@ class MTSTGenerator(nn.Module):
         vision = InstructBlipVisionConfig(
             hidden_size=c.vision_hidden, intermediate_size=4 * c.vision_hidden, num_hidden_layers=c.vision_layers,
             num_attention_heads=c.vision_heads, image_size=c.image_size, patch_size=c.patch_size,
-            initializer_range=0.02,  # the real default (1e-10) is for loading weights, not training
+            # 1/sqrt(width), not BERT's 0.02 (or the real default 1e-10, which is for loading weights):
+            # at width 96, 0.02 leaves the image's share of the post-LN Q-Former output at a few percent,
+            # the LM learns the text prior alone and never picks the images up.
+            initializer_range=c.vision_hidden**-0.5,
         )
         qformer = InstructBlipQFormerConfig(
             vocab_size=len(tokenizer), hidden_size=c.qformer_hidden, num_hidden_layers=c.qformer_layers,
             num_attention_heads=c.qformer_heads, intermediate_size=4 * c.qformer_hidden,
             hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, max_position_embeddings=64,
-            cross_attention_frequency=1, pad_token_id=tokenizer.pad_token_id,
+            cross_attention_frequency=1, pad_token_id=tokenizer.pad_token_id, initializer_range=c.qformer_hidden**-0.5,
         )
         llm = LlamaConfig(
             vocab_size=len(tokenizer), hidden_size=c.llm_hidden, intermediate_size=2 * c.llm_hidden,
