@@ -1,11 +1,13 @@
-"""The generation flow on a real two-node Ray cluster on this machine, one node SIGKILLed mid-run.
+"""The generation flow on a real multi-node Ray cluster on this machine, one node SIGKILLed mid-run.
 
-`ray start --head` and a second `ray start --address=...` node, each in its own process group
-with its own ports, a temp dir and a per-test auth token; the flow joins through RAY_ADDRESS.
-When the second node is running a stage task, its whole process group (raylet, workers) gets
-SIGKILL. Ray Data retries the lost tasks and restarts the lost actors on the head (its defaults:
-task max_retries=-1, actor max_restarts=-1), so the same run finishes, and its triplet ids are
-exactly those of an uninterrupted run: none missing, no duplicates, no partial shard.
+Shaped like deploy/kuberay: `ray start --head --num-cpus=0` (schedules, hosts the driver, runs no
+stage) and two worker nodes (`ray start --address=...`), each in its own process group with its
+own ports, one temp dir and a per-test auth token; the flow joins through RAY_ADDRESS. When some
+units are committed and the last node is running a stage, its whole process group (raylet,
+workers) gets SIGKILL. Ray Data retries the lost tasks and restarts the lost actors on the other
+worker (its defaults: task max_retries=-1, actor max_restarts=-1), so the same run finishes, and
+its triplet ids are exactly those of an uninterrupted run: none missing, no duplicates, no
+partial shard.
 """
 from __future__ import annotations
 
@@ -38,13 +40,14 @@ def _wait_started(proc: subprocess.Popen, log: Path, timeout: float) -> None:
 
 
 class Cluster:
-    """A head and one worker node, started by pid and stopped by process group."""
+    """A head without CPUs and worker nodes, started by pid and stopped by process group."""
 
-    def __init__(self, cpus_per_node: int = 2):
+    def __init__(self, workers: int = 2, cpus_per_node: int = 2):
         # short: Ray's unix socket paths under the temp dir must stay under 107 bytes
         self.tmp = Path(tempfile.mkdtemp(prefix="cf-ray-", dir="/tmp"))
         self.port = free_port()
         self.cpus = cpus_per_node
+        self.workers = workers
         self.env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="token",
                         RAY_AUTH_TOKEN=secrets.token_hex(32))
         self.procs: list[subprocess.Popen] = []
@@ -53,10 +56,10 @@ class Cluster:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
-    def _start(self, name: str, args: list[str]) -> subprocess.Popen:
+    def _start(self, name: str, args: list[str], cpus: int) -> subprocess.Popen:
         log = self.tmp / f"{name}.log"
         proc = subprocess.Popen(
-            [RAY, "start", *args, "--node-ip-address=127.0.0.1", f"--num-cpus={self.cpus}",
+            [RAY, "start", *args, "--node-ip-address=127.0.0.1", f"--num-cpus={cpus}",
              "--object-store-memory=150000000", f"--dashboard-agent-listen-port={free_port()}",
              f"--metrics-export-port={free_port()}", "--disable-usage-stats", "--block"],
             env=self.env, stdout=open(log, "wb"), stderr=subprocess.STDOUT, start_new_session=True)
@@ -67,8 +70,12 @@ class Cluster:
     def start(self) -> None:
         self.head = self._start("head", [
             "--head", f"--port={self.port}", f"--temp-dir={self.tmp}", "--include-dashboard=false",
-            f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}"])
-        self.node = self._start("node", [f"--address={self.address}"])
+            f"--dashboard-port={free_port()}", f"--ray-client-server-port={free_port()}"], cpus=0)
+        # every worker can hold the stateful stages' actors alone (negatives 1 CPU, duplicates 0.5)
+        # plus a task, so that the run goes on when one of them is gone
+        self.nodes = [self._start(f"node{i}", [f"--address={self.address}"], cpus=self.cpus)
+                      for i in range(self.workers)]
+        self.node = self.nodes[-1]  # the one to kill
 
     def node_tasks(self) -> list[str]:
         """Names of the stage tasks/actors the second node runs now (Ray sets ray::<name> titles)."""
@@ -112,9 +119,17 @@ def _cfg(base: Path) -> Path:
                         cache_dir=str(base.parent / "cache"))
 
 
+def _ids(folder: Path) -> list[str]:
+    import pyarrow.dataset as pads
+
+    if not folder.is_dir():
+        return []
+    return sorted(pads.dataset(folder, format="parquet").to_table(columns=["triplet_id"]).column("triplet_id").to_pylist())
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(1500)
-def test_flow_on_a_two_node_cluster_survives_losing_a_node(tmp_path):
+def test_flow_on_a_three_node_cluster_survives_losing_a_worker_node(tmp_path):
     cluster = Cluster()
     drv = None
     try:
@@ -137,7 +152,7 @@ def test_flow_on_a_two_node_cluster_survives_losing_a_node(tmp_path):
             time.sleep(0.05)
         assert units_before and running, f"the run ended before it could be killed mid-run: {log.read_text()[-3000:]}"
         cluster.kill_node()
-        print(f"killed the second node while it ran {running}; {units_before} units were committed")
+        print(f"killed a worker node while it ran {running}; {units_before} units were committed")
         assert drv.poll() is None, "the run ended before the node was killed"
         drv.wait(timeout=max(60, deadline - time.time()))
         out = log.read_text(errors="replace")
@@ -156,6 +171,8 @@ def test_flow_on_a_two_node_cluster_survives_losing_a_node(tmp_path):
     got, want = triplet_ids(dataset), triplet_ids(tmp_path / "b" / "out" / "small")
     assert len(got) == len(set(got)), "duplicate triplet ids after the node loss"
     assert got == want and len(want) > 0
+    for part in ("data", "rejected"):  # and each row on the same side: kept or rejected
+        assert _ids(dataset / part) == _ids(tmp_path / "b" / "out" / "small" / part), part
     assert not list(dataset.rglob(".*.tmp-*")), "a partial (temporary) shard was left"
     import json
 
