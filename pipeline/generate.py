@@ -27,6 +27,7 @@ class Pool:
     rows: dict[str, dict]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seen: int = 0
+    converted: list = field(default_factory=list)  # kept, normalized to RGB (CMYK, 16-bit, alpha, EXIF)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ class Plan:
     @property
     def stage_counts(self) -> dict:
         return {"pool": {"seen": self.pool.seen, "kept": len(self.pool.rows), "skipped": len(self.pool.skipped),
+                         "converted": len(self.pool.converted),
                          "skipped_examples": [f"{i}: {r}" for i, r in self.pool.skipped[:20]]},
                 "mining": {"pairs": len(self.pairs)}, "units": len(self.units)}
 
@@ -63,7 +65,8 @@ def load_pool(cfg: RunConfig) -> Pool:
 
     source = make_source(cfg.source, cfg.seed)
     rows = {r["image_id"]: r for r in source}
-    return Pool(rows=rows, skipped=list(source.skipped), seen=len(rows) + len(source.skipped))
+    return Pool(rows=rows, skipped=list(source.skipped), seen=len(rows) + len(source.skipped),
+                converted=list(getattr(source, "converted", [])))
 
 
 # 2. pairs -----------------------------------------------------------------------------------
