@@ -87,3 +87,29 @@ def test_generate_deployment_runs_on_demand_on_a_real_server(tmp_path):
     assert set(spec("generate")["tags"]) <= set(dep["tags"])
     manifest = json.loads((tmp_path / "out" / "small" / "manifest.json").read_text())
     assert manifest["state"] == "complete" and manifest["rows"]["in"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1200)
+def test_nightly_deployment_is_scheduled_and_runs_to_completed_on_a_real_server(tmp_path):
+    cfg = small_config(tmp_path, families=12, generator={"kind": "annotator"},
+                       embedder={"tiny": {"steps": 10, "families": 10, "batch_size": 16}})
+    registry = tmp_path / "registry"
+    params = {
+        "generate_config": str(cfg), "executor": "local", "night": "20261123",
+        "nightly_overrides": {
+            "registry": str(registry),
+            "pretrain": {"stage": "ptha", "optim": {"max_steps": 5, "lr": 1e-3, "weight_decay": 0.0},
+                         "data": {"batch_size": 16}, "progress": False},
+            "shapesworld_benchmark": {"references": 10, "targets_per_reference": 2},
+        },
+    }
+    dep, run, url = serve_and_run(tmp_path, "nightly", params, timeout=1000)
+    assert run["state"]["type"] == "COMPLETED", (tmp_path / "serve.log").read_text()[-3000:]
+    # the cron of prefect.yaml is the deployment's schedule on the server
+    want = [(s["cron"], s.get("timezone")) for s in spec("nightly")["schedules"]]
+    got = [(s["schedule"]["cron"], s["schedule"]["timezone"]) for s in dep["schedules"]]
+    assert got == want
+    result = json.loads((registry / "runs" / "20261123" / "result.json").read_text())
+    assert result["version"] and isinstance(result["promoted"], bool)
+    assert (tmp_path / "out" / "small-nightly-20261123" / "manifest.json").is_file()
