@@ -62,8 +62,8 @@ class FiltersConfig(Section):
 
     enabled: bool = True
     text_sanity: TextSanityConfig = TextSanityConfig()
-    duplicates: DuplicatesConfig = DuplicatesConfig()
     roundtrip: RoundtripConfig = RoundtripConfig()
     text_image_consistency: TextImageConsistencyConfig = TextImageConsistencyConfig()
     clip_direction: ClipDirectionConfig = ClipDirectionConfig()
     image_similarity: ImageSimilarityConfig = ImageSimilarityConfig()
+    duplicates: DuplicatesConfig = DuplicatesConfig()

@@ -1,7 +1,9 @@
 """Duplicates: the same pair twice, or one text written for too many pairs (a generator in a rut).
 
-Streaming and stateful: the first occurrence is kept, later ones are rejected. It runs as one
-actor (concurrency 1) so that "first" means first in the run's deterministic row order.
+Streaming and stateful: the first occurrence is kept, later ones are rejected. It is a driver
+stage (last in the chain, in the driver) so that "first" means first in the run's deterministic
+row order, and a resumed run rebuilds its counts from the committed units (``replay``): an
+interrupted and rerun job keeps and rejects exactly the rows an uninterrupted one does.
 """
 from __future__ import annotations
 
@@ -35,6 +37,8 @@ class DuplicatesFilter(Filter):
     reads = ("reference_id", "target_id", "modification_text")
     stateful = True
     concurrency = 1
+    driver = True
+    replay_reads = ("reference_image", "target_image")  # same images under other ids
 
     def __init__(self, **config):
         super().__init__(**config)
@@ -63,6 +67,9 @@ class DuplicatesFilter(Filter):
                 self._why[id(row)] = "text_reused"
             out.append(prior / limit)
         return out
+
+    def replay(self, rows: list[dict]) -> None:
+        self.score_rows(rows)
 
     def keep(self, score: float, row: dict) -> bool:
         return score < 1.0

@@ -9,7 +9,7 @@ from pipeline.runtime import StageSpec
 
 def filter_stage_specs(cfg: FiltersConfig | None = None, embedder: Any = None,
                        embedder_gpu: bool = False) -> list[StageSpec]:
-    """Stage specs in run order: sanity, duplicates, (embeddings), round trip, consistency, direction, band.
+    """Stage specs in run order: sanity, (embeddings), round trip, consistency, direction, band, duplicates.
 
     ``embedder`` is a spec for filters.embed_columns.load_embedder (picklable dict for Ray); without
     one, photo rows are left unscored by the embedding filters and ShapesWorld rows are checked exactly.
@@ -32,8 +32,6 @@ def filter_stage_specs(cfg: FiltersConfig | None = None, embedder: Any = None,
     specs = []
     if cfg.text_sanity.enabled:
         specs.append(StageSpec(TextSanityFilter, opts(cfg.text_sanity)))
-    if cfg.duplicates.enabled:
-        specs.append(StageSpec(DuplicatesFilter, opts(cfg.duplicates)))
     if embedder is not None:
         cls = EmbedColumnsGPUStage if embedder_gpu else EmbedColumnsStage
         specs.append(StageSpec(cls, {"embedder": embedder, "null_text": cfg.clip_direction.null_text}))
@@ -45,4 +43,6 @@ def filter_stage_specs(cfg: FiltersConfig | None = None, embedder: Any = None,
             kw = opts(section)
             kw.pop("null_text", None)
             specs.append(StageSpec(cls, kw))
+    if cfg.duplicates.enabled:  # a driver stage: last, over rows in run order
+        specs.append(StageSpec(DuplicatesFilter, opts(cfg.duplicates)))
     return specs

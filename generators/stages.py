@@ -56,7 +56,9 @@ def text_stage_specs(cfg: RunConfig, model_dir: str | None = None) -> list[Stage
 
         if model_dir is None:
             raise ValueError("generator.kind='mtst' needs the trained model: call prepare_generator(cfg) first")
-        return [StageSpec(MTSTTextStage, {"model_path": model_dir, "config": cfg.generator.mtst.infer})]
+        gpu = on_gpu(cfg.generator.mtst.infer.device)
+        return [StageSpec(MTSTTextStage, {"model_path": model_dir, "config": cfg.generator.mtst.infer},
+                          num_gpus=1.0 if gpu else 0.0, concurrency=cfg.runtime.gpu_actors if gpu else None)]
     raise ValueError(f"generator.kind={cfg.generator.kind!r} is not known")
 
 
@@ -82,8 +84,17 @@ def all_stage_specs(cfg: RunConfig, model_dir: str | None, pool_path: str | Path
         if pool_path is None:
             raise ValueError("negatives.enabled needs a candidate pool file: write_negatives_pool(cfg, pool) first")
         specs += negative_stage_specs(cfg.negatives, pool_path, seed=cfg.seed, embedder=emb)
-    specs += filter_stage_specs(cfg.filters, embedder=emb, embedder_gpu=_cuda() and cfg.embedder.device != "cpu")
-    return specs
+    specs += filter_stage_specs(cfg.filters, embedder=emb, embedder_gpu=on_gpu(cfg.embedder.device))
+    # GPU stages: one actor per GPU, as many as runtime.gpu_actors
+    return [StageSpec(s.cls, s.kwargs, s.num_gpus, cfg.runtime.gpu_actors)
+            if (s.cls.num_gpus if s.num_gpus is None else s.num_gpus) else s for s in specs]
+
+
+def on_gpu(device: str) -> bool:
+    """Whether a stage with this ``device`` setting asks Ray for a GPU. Decided from the config,
+    not from the driver (a CPU head may drive GPU workers): ``cuda`` always, ``auto`` when the
+    driver sees one, ``cpu`` never."""
+    return device == "cuda" or (device == "auto" and _cuda())
 
 
 def _cuda() -> bool:

@@ -93,6 +93,8 @@ class RuntimeConfig(Section):
 
     ray_address: str | None = Field(None, description="join this Ray cluster; else RAY_ADDRESS, else local")
     num_cpus: int | None = Field(None, ge=1, description="CPUs for a local Ray; default all")
+    gpu_actors: int = Field(1, ge=1, description="actors per GPU stage (text generator, editor, embedder), "
+                                                 "one GPU each: set to the GPU workers of the cluster")
     progress: bool = Field(True, description="show progress bars")
 
 

@@ -181,12 +181,37 @@ def run_units(cfg: RunConfig, plan_: Plan, executor: str = "local", progress: bo
         r = unit_rows(cfg, plan_, u)
         writer.expect(u, len(r), extra={"seed": derive_seed(cfg.seed, "unit", u)})
         rows.extend(r)
-    runtime = Runtime(stage_specs(cfg, plan_), executor=executor, ray_address=cfg.runtime.ray_address,
+    specs = stage_specs(cfg, plan_)
+    runtime = Runtime(specs, executor=executor, ray_address=cfg.runtime.ray_address,
                       num_cpus=cfg.runtime.num_cpus, batch_size=cfg.shards.batch_size)
     with _progress(progress and cfg.runtime.progress, len(todo), len(plan_.units) - len(todo)) as tick:
-        written = runtime.run(rows, writer, on_commit=lambda unit, n: tick())
+        written = runtime.run(rows, writer, on_commit=lambda unit, n: tick(),
+                              history=committed_rows(root, runtime.driver_specs))
     return {"units_total": len(plan_.units), "units_skipped": len(done), "units_written": len(todo),
             "rows_written": written}
+
+
+def committed_rows(root: Path, driver_specs: list[StageSpec]):
+    """The rows of committed units, unit by unit in run order (for driver stages to replay).
+
+    Only the columns the driver stages read (and ``reference_id``/``target_id`` to restore the
+    row order of a unit) are read; nothing is read when there is no driver stage."""
+    import pyarrow.parquet as pq
+
+    from pipeline.shards import load_unit_records, shard_path
+
+    if not driver_specs:
+        return
+    wanted = {"reference_id", "target_id"}
+    for spec in driver_specs:
+        wanted |= set(spec.cls.reads) | set(getattr(spec.cls, "replay_reads", ()))
+    for record in load_unit_records(root):
+        rows = []
+        for shard in record.get("shards", []):
+            path = shard_path(root, shard["path"])
+            cols = [c for c in pq.read_schema(path).names if c in wanted]
+            rows += pq.read_table(path, columns=cols).to_pylist()
+        yield sorted(rows, key=lambda r: (r["reference_id"], r["target_id"]))
 
 
 class _progress:

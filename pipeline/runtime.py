@@ -24,6 +24,10 @@ class StageSpec:
 
     cls: type[Stage]
     kwargs: dict[str, Any] = field(default_factory=dict)
+    # Resources decided by the run config (the driver may have no GPU while its workers do);
+    # None: the class's declaration.
+    num_gpus: float | None = None
+    concurrency: int | None = None
 
     def build(self) -> Stage:
         return self.cls(**self.kwargs)
@@ -70,20 +74,40 @@ class Runtime:
                  num_cpus: int | None = None, batch_size: int = 64):
         if executor not in ("local", "ray"):
             raise ValueError(f"executor must be 'local' or 'ray', got {executor!r}")
+        first_driver = next((i for i, s in enumerate(specs) if s.cls.driver), len(specs))
+        late = [s.cls.name for s in specs[first_driver:] if not s.cls.driver]
+        if late:
+            raise ValueError(f"stages {late} come after a driver stage: driver stages must be last")
         self.specs = specs
+        self.remote_specs, self.driver_specs = specs[:first_driver], specs[first_driver:]
         self.executor = executor
         self.ray_address = ray_address or os.environ.get("RAY_ADDRESS")
         self.num_cpus = num_cpus
         self.batch_size = batch_size
 
     def run(self, rows: list[dict], writer: ShardWriter,
-            on_commit: Callable[[int, int], None] | None = None) -> int:
-        """Process ``rows`` (each has ``unit``); returns the number of rows written."""
+            on_commit: Callable[[int, int], None] | None = None,
+            history: Iterable[list[dict]] = ()) -> int:
+        """Process ``rows`` (each has ``unit``); returns the number of rows written.
+
+        ``history``: the rows of units committed earlier, in run order (chunks), which driver
+        stages replay before the new rows arrive.
+        """
         if rows:
             check_chain(self.specs, rows[0].keys())
+        drivers = [s.build() for s in self.driver_specs]
+        if drivers:
+            for chunk in history:
+                for d in drivers:
+                    d.replay(chunk)
         outputs = self._run_local(rows) if self.executor == "local" else self._run_ray(rows)
         n = 0
         for batch_rows in outputs:
+            if drivers and batch_rows:
+                batch = _columns(batch_rows)
+                for d in drivers:
+                    batch = d(batch)
+                batch_rows = _rows(batch)
             n += len(batch_rows)
             for unit in writer.add(batch_rows):
                 if on_commit:
@@ -94,7 +118,7 @@ class Runtime:
 
     # -- executors ---------------------------------------------------------------------------
     def _run_local(self, rows: list[dict]) -> Iterator[list[dict]]:
-        stages = [s.build() for s in self.specs]
+        stages = [s.build() for s in self.remote_specs]
         for chunk in _chunks(rows, self.batch_size):
             batch = _columns(chunk)
             for stage in stages:
@@ -110,13 +134,15 @@ class Runtime:
         ctx.execution_options.preserve_order = True  # units then complete one after another
         ctx.enable_progress_bars = True
         ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // self.batch_size))
-        for spec in self.specs:
+        for spec in self.remote_specs:
             cls = spec.cls
+            gpus = cls.num_gpus if spec.num_gpus is None else spec.num_gpus
             kw: dict[str, Any] = dict(batch_format="numpy", batch_size=cls.batch_size,
-                                      num_cpus=cls.num_cpus, num_gpus=cls.num_gpus or None)
-            if cls.stateful or cls.num_gpus:
+                                      num_cpus=cls.num_cpus, num_gpus=gpus or None)
+            if cls.stateful or gpus:
+                size = spec.concurrency or cls.concurrency
                 ds = ds.map_batches(cls, fn_constructor_kwargs=spec.kwargs,
-                                    compute=ray.data.ActorPoolStrategy(size=cls.concurrency), **kw)
+                                    compute=ray.data.ActorPoolStrategy(size=size), **kw)
             else:
                 ds = ds.map_batches(_TaskStage(spec), **kw)
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):

@@ -31,6 +31,13 @@ class Stage:
     concurrency: ClassVar[int] = 1
     # An actor keeps state (a model) between batches; a plain task is rebuilt per batch.
     stateful: ClassVar[bool] = True
+    # A driver stage runs in the driver, over rows in the run's order (after every other stage),
+    # and rebuilds its state from the committed units on resume (``replay``): for decisions that
+    # depend on earlier rows, like "first occurrence kept".
+    driver: ClassVar[bool] = False
+
+    def replay(self, rows: list[dict]) -> None:
+        """Driver stages: take in rows already committed (a resumed run), in run order."""
 
     def __call__(self, batch: Batch) -> Batch:
         missing = [c for c in self.reads if c not in batch]

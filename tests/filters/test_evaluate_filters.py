@@ -13,8 +13,9 @@ def test_precision_and_recall_at_rejecting_injected_bad_texts():
 
 def test_specs_follow_the_config():
     names = [s.cls.name for s in filter_stage_specs(FiltersConfig())]
-    assert names == ["text_sanity", "duplicates", "roundtrip", "text_image_consistency", "clip_direction",
-                     "image_similarity"]
+    # duplicates is a driver stage: last, over rows in run order
+    assert names == ["text_sanity", "roundtrip", "text_image_consistency", "clip_direction",
+                     "image_similarity", "duplicates"]
     assert "embed" in [s.cls.name for s in filter_stage_specs(FiltersConfig(), embedder={"factory": "x:y"})]
     cfg = FiltersConfig(duplicates={"enabled": False}, clip_direction={"min_score": 0.3})
     specs = filter_stage_specs(cfg)

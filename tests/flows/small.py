@@ -30,3 +30,10 @@ def triplet_ids(dataset: Path) -> list[str]:
     for p in parts:
         ids += pads.dataset(p, format="parquet").to_table(columns=["triplet_id"]).column("triplet_id").to_pylist()
     return sorted(ids)
+
+
+def kept_ids(dataset: Path) -> list[str]:
+    import pyarrow.dataset as pads
+
+    return sorted(pads.dataset(dataset / "data", format="parquet").to_table(columns=["triplet_id"])
+                  .column("triplet_id").to_pylist())

@@ -1,4 +1,5 @@
 """SIGKILL the generation mid-run, rerun the same command: exactly the ids of an uninterrupted run."""
+import json
 import os
 import signal
 import subprocess
@@ -7,7 +8,7 @@ import time
 
 import pytest
 
-from tests.flows.small import small_config, triplet_ids
+from tests.flows.small import kept_ids, small_config, triplet_ids
 from tests.servers import stop
 
 
@@ -20,8 +21,11 @@ def cirforge(*args, env=None) -> subprocess.Popen:
 def test_sigkill_mid_run_then_rerun_gives_exactly_the_uninterrupted_ids(tmp_path):
     env = dict(os.environ, PREFECT_HOME=str(tmp_path / "prefect"))
     # the interrupted run and the reference run use the same config in two folders
-    killed = small_config(tmp_path / "a", families=60, rows_per_unit=8)
-    clean = small_config(tmp_path / "b", families=60, rows_per_unit=8)
+    # a low cap on rows per text makes the duplicates filter (state across units) reject rows:
+    # the rerun must rebuild that state from the committed units to reject the same ones
+    dup = {"duplicates": {"max_pairs_per_text": 2}}
+    killed = small_config(tmp_path / "a", families=60, rows_per_unit=8, filters=dup)
+    clean = small_config(tmp_path / "b", families=60, rows_per_unit=8, filters=dup)
     proc = cirforge("generate", "--config", str(killed), "--executor", "ray", "--no-flow", env=env)
     units = tmp_path / "a" / "out" / "small" / "_units"
     deadline = time.time() + 300
@@ -47,5 +51,9 @@ def test_sigkill_mid_run_then_rerun_gives_exactly_the_uninterrupted_ids(tmp_path
     want = triplet_ids(tmp_path / "b" / "out" / "small")
     assert len(got) == len(set(got)), "duplicate triplet ids after the rerun"
     assert got == want
+    kept_got, kept_want = kept_ids(tmp_path / "a" / "out" / "small"), kept_ids(tmp_path / "b" / "out" / "small")
+    assert kept_got == kept_want, "the rerun kept other rows than the uninterrupted run"
+    reused = json.loads((tmp_path / "b" / "out" / "small" / "manifest.json").read_text())["reject_reasons"]
+    assert reused.get("duplicates:text_reused", 0) > 0, "the test no longer exercises the duplicates state"
     assert 0 < len(partial) < len(want)
     assert not list((tmp_path / "a").rglob(".part-*")), "a temporary shard was left behind"

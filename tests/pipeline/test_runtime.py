@@ -66,3 +66,36 @@ def test_chain_check_names_the_missing_column():
 
     with pytest.raises(ValueError, match="neg_text_aligned_image"):
         check_chain([StageSpec(NeedsNegatives)], ["reference_image"])
+
+
+class Count(Stage):
+    """A driver stage: rejects every row after the third, counting rows it replayed too."""
+
+    name = "count"
+    reads = ("modification_text",)
+    driver = True
+
+    def __init__(self):
+        self.seen = 0
+
+    def replay(self, rows):
+        self.seen += len(rows)
+
+    def process(self, batch):
+        for i in range(len(batch["modification_text"])):
+            self.seen += 1
+            if self.seen > 3:
+                self.reject(batch, i, "after_third")
+        return batch
+
+
+def test_driver_stages_run_last_in_the_driver_and_replay_history(tmp_path):
+    with pytest.raises(ValueError, match="driver stages must be last"):
+        Runtime([StageSpec(Count), StageSpec(Shout)])
+    rows = [row(0, i) for i in range(1, 4)]
+    writer = ShardWriter(tmp_path)
+    writer.expect(0, 3)
+    # two rows were committed before: the third new row is the fifth in run order
+    Runtime([StageSpec(Shout), StageSpec(Count)]).run(rows, writer, history=[[{}, {}]])
+    got = pads.dataset(tmp_path / "rejected", format="parquet").to_table().to_pylist()
+    assert sorted(r for g in got for r in g["reject_reasons"] if r.startswith("count")) == ["count:after_third"] * 2
