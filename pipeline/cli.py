@@ -132,6 +132,38 @@ def report(
     typer.echo(f"wrote {write_report(dataset, samples=samples)}")
 
 
+@app.command()
+def train(
+    dataset: Path = typer.Argument(..., help="dataset folder written by `cirforge generate` (pretraining shards)"),
+    out: Path = typer.Option(Path("out/train"), help="where checkpoints, loss curves and metrics.json go"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c",
+                                          help="YAML of trainer keys (trainers/nightly.py NightlyConfig)"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a key: --set pretrain.steps=50"),
+):
+    """Train a retrieval model on a dataset (the Prefect flow: pretrain, finetune, evaluate)."""
+    from flows.train import train_flow
+
+    if not (dataset / "manifest.json").is_file():
+        _fail(f"{dataset} has no manifest.json: give a dataset folder written by `cirforge generate`")
+    if config is not None and not config.is_file():
+        _fail(f"--config {config}: file not found")
+    try:
+        metrics = train_flow(str(dataset), str(out), str(config) if config else None, _overrides(set_ or []))
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(json.dumps(metrics, indent=1))
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def reproduce(ctx: typer.Context):
+    """The ShapesWorld reproduction table (seed set only, + synthetic pretraining, + PTHA reverse,
+    + FBCIR negatives, DetailFusion; 3 training seeds). Options: --config, --set KEY=VALUE,
+    --doc docs/reproduction.md (see `python -m trainers.reproduce --help`)."""
+    from trainers.reproduce import main as reproduce_main
+
+    raise typer.Exit(reproduce_main(list(ctx.args)) or 0)
+
+
 @app.command("config-reference")
 def config_reference(out: Optional[Path] = typer.Option(None, help="write here instead of printing")):
     """Print the config reference (every key, type, default, meaning) as Markdown."""
