@@ -18,9 +18,10 @@ def generator_name(cfg: RunConfig) -> str:
         return ANNOTATOR_ID
     if cfg.generator.kind == "mtst":
         m = cfg.generator.mtst
-        if m.model.pretrained:
+        if m.model.pretrained and _is_mtst_dir(m.model.pretrained):  # used as it is
             return f"mtst:{Path(m.model.pretrained).name}"
-        return f"mtst-tiny-{m.train_hash()[:12]}"
+        base = f"-{Path(m.model.pretrained).name}" if m.model.pretrained else "-tiny"  # trained on the seed set
+        return f"mtst{base}-{m.train_hash()[:12]}"
     raise ValueError(f"generator.kind={cfg.generator.kind!r} is not known")
 
 
@@ -56,9 +57,8 @@ def text_stage_specs(cfg: RunConfig, model_dir: str | None = None) -> list[Stage
 
         if model_dir is None:
             raise ValueError("generator.kind='mtst' needs the trained model: call prepare_generator(cfg) first")
-        gpu = on_gpu(cfg.generator.mtst.infer.device)
         return [StageSpec(MTSTTextStage, {"model_path": model_dir, "config": cfg.generator.mtst.infer},
-                          num_gpus=1.0 if gpu else 0.0, concurrency=cfg.runtime.gpu_actors if gpu else None)]
+                          num_gpus=1.0 if on_gpu(cfg.generator.mtst.infer.device) else 0.0)]
     raise ValueError(f"generator.kind={cfg.generator.kind!r} is not known")
 
 
@@ -82,7 +82,7 @@ def all_stage_specs(cfg: RunConfig, model_dir: str | None, pool_path: str | Path
     specs = text_stage_specs(cfg, model_dir)
     if cfg.negatives.enabled:
         if pool_path is None:
-            raise ValueError("negatives.enabled needs a candidate pool file: write_negatives_pool(cfg, pool) first")
+            raise ValueError("negatives.enabled needs the candidate pool file: run pipeline.generate.prepare(cfg, plan) first")
         specs += negative_stage_specs(cfg.negatives, pool_path, seed=cfg.seed, embedder=emb)
     specs += filter_stage_specs(cfg.filters, embedder=emb, embedder_gpu=on_gpu(cfg.embedder.device))
     # GPU stages: one actor per GPU, as many as runtime.gpu_actors
