@@ -204,7 +204,7 @@ def main() -> None:
     p.add_argument("--matmul", default="fp32", help="GPU: comma list of fp32, tf32 (TF32 is not bit-exact fp32)")
     p.add_argument("--tf32", action="store_true", help="GPU: same as --matmul tf32")
     p.add_argument("--no-faiss", action="store_true", help="skip faiss (e.g. on a GPU box without it)")
-    p.add_argument("--cpu-gemm", default="numpy", help="CPU: comma list of numpy, torch (tile product library)")
+    p.add_argument("--cpu-gemm", default="torch", help="CPU: comma list of numpy, torch (tile product library)")
     p.add_argument("--naive", action="store_true", help="also time the plain matmul + full-row topk baseline")
     p.add_argument("--q-block", type=int, default=4096, help="naive baseline: queries per block")
     p.add_argument("--k-block", type=int, default=131072, help="naive baseline: keys per matmul chunk")

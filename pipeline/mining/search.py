@@ -4,9 +4,11 @@ Two things make it fast on CPU: a pool searched against itself computes each blo
 and reduces it both ways (the similarity matrix is symmetric: half the matmul work), and each
 block is reduced by group maxima first, so the full ``topk`` only sees a few candidate groups.
 Matmul output buffers are allocated once: fresh multi-MB outputs cost page faults every block.
-On CPU the tile product goes through numpy's BLAS (OpenBLAS in numpy's wheels: its sgemm ran about
-10% faster than torch's MKL on the 2-core AMD dev machine) and torch's reductions run on one
-thread meanwhile: torch's OpenMP threads spinning beside BLAS's threads made both slower.
+On CPU the tile product can also go through numpy's BLAS (``cpu_gemm="numpy"``; OpenBLAS in
+numpy's wheels: its sgemm ran about 10% faster per core than torch's MKL on the 2-core AMD dev
+machine), torch's reductions then running on one thread: torch's OpenMP threads spinning beside
+BLAS's threads made both slower. Which is faster on a quiet machine is not settled
+(docs/benchmarks.md), so torch's stays the default.
 """
 from __future__ import annotations
 
@@ -179,7 +181,7 @@ def _cpu_gemm(dev: torch.device, gemm: str) -> Iterator[str]:
 
 
 def topk_self(x, k: int, *, block_size: int = 4096, band: tuple[float, float] | None = None,
-              device: str | torch.device | None = "cpu", cpu_gemm: str = "numpy") -> tuple[np.ndarray, np.ndarray]:
+              device: str | torch.device | None = "cpu", cpu_gemm: str = "torch") -> tuple[np.ndarray, np.ndarray]:
     """For every row of ``x`` (n, d), its k best other rows by inner product.
 
     Returns (values float32 (n, k), indices int64 (n, k)), best first; with ``band=(lo, hi)``
@@ -208,7 +210,7 @@ def topk_self(x, k: int, *, block_size: int = 4096, band: tuple[float, float] | 
 
 def topk_search(queries, keys, k: int, *, block_size: int = 4096, exclude: np.ndarray | None = None,
                 band: tuple[float, float] | None = None,
-                device: str | torch.device | None = "cpu", cpu_gemm: str = "numpy") -> tuple[np.ndarray, np.ndarray]:
+                device: str | torch.device | None = "cpu", cpu_gemm: str = "torch") -> tuple[np.ndarray, np.ndarray]:
     """For every query row, its k best key rows by inner product (exact, in query x key blocks).
 
     ``exclude[q]`` is a key index never returned for query q (e.g. the query itself), or -1.
