@@ -52,16 +52,9 @@ class MTSTModelConfig(_Section):
     @field_validator("pretrained")
     @classmethod
     def _local_checkpoint_exists(cls, v: str | None) -> str | None:
-        # A local path must exist with safetensors weights (one-line error naming the key); a hub id
-        # is left to the loader.
-        from pipeline.checkpoints import CheckpointError, check_local_checkpoint, looks_local
+        from pipeline.checkpoints import validate_checkpoint_field
 
-        if v is not None and looks_local(v):
-            try:
-                check_local_checkpoint("pretrained", v)
-            except CheckpointError as err:
-                raise ValueError(str(err).split(": ", 1)[1]) from None
-        return v
+        return validate_checkpoint_field("pretrained", v)
 
     @model_validator(mode="after")
     def _head_dims(self):

@@ -58,3 +58,14 @@ def check_checkpoint(key: str, value: str | Path) -> str:
             raise CheckpointError(f"{key}={s!r}: not a local folder and not in the Hugging Face cache, and "
                                   "downloads are off (HF_HUB_OFFLINE=1); give a local checkpoint folder")
     return s
+
+
+def validate_checkpoint_field(key: str, value: str | None) -> str | None:
+    """A pydantic field validator's body: a local path must exist with safetensors weights now
+    (a ValueError whose message names the path; pydantic adds the key); a hub id is left to the loader."""
+    if value is not None and looks_local(value):
+        try:
+            check_local_checkpoint(key, value)
+        except CheckpointError as err:
+            raise ValueError(str(err).split(": ", 1)[1]) from None
+    return value

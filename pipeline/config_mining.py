@@ -51,15 +51,9 @@ class EmbedderConfig(Section):
     @field_validator("checkpoint")
     @classmethod
     def _local_checkpoint_exists(cls, v: str | None) -> str | None:
-        # A local path must exist with safetensors weights now; a hub id is checked when it loads.
-        from pipeline.checkpoints import CheckpointError, check_local_checkpoint, looks_local
+        from pipeline.checkpoints import validate_checkpoint_field
 
-        if v is not None and looks_local(v):
-            try:
-                check_local_checkpoint("embedder.checkpoint", v)
-            except CheckpointError as err:
-                raise ValueError(str(err).split(": ", 1)[1]) from None
-        return v
+        return validate_checkpoint_field("embedder.checkpoint", v)
 
 
 class MiningConfig(Section):
