@@ -20,8 +20,8 @@ __all__ = ["INSTRUCTION", "MTSTConfig", "MTSTDataConfig", "MTSTEvalConfig", "MTS
 
 
 # Bumped when the model's parameters change, so that a cached run of an older layout is not loaded.
-# 2: segment embeddings on the joint Q-Former pass.
-MTST_ARCH = 2
+# 2: segment embeddings on the joint Q-Former pass. 3: the caption stage.
+MTST_ARCH = 3
 
 
 class _Section(BaseModel):
@@ -36,8 +36,8 @@ class MTSTModelConfig(_Section):
         None, description="train vision + LLM too; None: True for tiny, False (Q-Former only) for a checkpoint"
     )
     instruction: str = INSTRUCTION
-    image_size: int = Field(64, ge=16, description="tiny: input side in pixels")
-    patch_size: int = Field(8, ge=2)
+    image_size: int = Field(63, ge=16, description="tiny: input side in pixels (63 = 3 x 21: one patch per ShapesWorld cell)")
+    patch_size: int = Field(21, ge=2)
     vision_hidden: int = Field(96, ge=8)
     vision_layers: int = Field(3, ge=1)
     vision_heads: int = Field(2, ge=1)
@@ -83,13 +83,18 @@ class MTSTTrainConfig(_Section):
     """Fitting the generator: LM loss on text tokens only, AdamW, checkpoints, cache by config hash."""
 
     seed: int = 0
-    epochs: float = Field(6.0, gt=0, description="passes over the seed set")
+    epochs: float = Field(12.0, gt=0, description="passes over the seed set")
     batch_size: int = Field(32, ge=1)
-    lr: float = Field(2e-3, gt=0)
+    lr: float = Field(5e-4, gt=0, description="also the caption stage's; the post-LN Q-Former stalls at 2e-3")
     min_lr_ratio: float = Field(0.05, ge=0, le=1, description="cosine decay ends at lr * this")
     warmup_steps: int = Field(50, ge=0)
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
+    caption_steps: int = Field(
+        600, ge=0, description="tiny model: first caption single rendered ShapesWorld scenes for this many steps "
+        "(batch 2 x batch_size) so the queries learn the objects; 0: skip; not used with model.pretrained",
+    )
+    caption_images: int = Field(20_000, ge=1, description="rendered scenes (with captions) for that stage")
     both_directions: bool = Field(True, description="also learn (target, reference) -> reverse text")
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
     cache_dir: Path = Field(Path("cache/mtst"), description="runs live in <cache_dir>/<config hash>/")

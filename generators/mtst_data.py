@@ -62,6 +62,19 @@ def shapesworld_seed_set(n_pairs: int, *, seed: int, image_size: int = 64, max_e
     return SeedSet(np.stack(images), pairs, scenes)
 
 
+def shapesworld_captions(n_images: int, *, seed: int, image_size: int = 64) -> tuple[np.ndarray, list[str]]:
+    """``n_images`` random ShapesWorld scenes ([N, H, W, 3] uint8) with their captions: image-text
+    pairs for the generator's captioning stage (no pairs of images, no modification texts)."""
+    from pipeline.seeding import derive_seed
+    from pipeline.shapesworld import ShapesWorld, render
+
+    rng = random.Random(derive_seed(seed, "captions", 0))
+    world = ShapesWorld(image_size=image_size, seed=seed)
+    scenes = [world.sample_scene(rng) for _ in range(n_images)]
+    images = np.stack([np.asarray(render(s, image_size).convert("RGB"), dtype=np.uint8) for s in scenes])
+    return images, [s.caption() for s in scenes]
+
+
 def shapesworld_family_pairs(n_pairs: int, *, seed: int, image_size: int = 64, variants_per_family: int = 4,
                              max_objects: int = 4) -> SeedSet:
     """``n_pairs`` pairs as the demo mines them: two images of one ShapesWorld family (label strategy).

@@ -20,7 +20,7 @@ from safetensors.torch import load_file, load_model, save_file
 from tqdm.auto import tqdm
 
 from generators.config import MTSTConfig, load_mtst_config
-from generators.mtst_data import SeedSet, shapesworld_seed_set
+from generators.mtst_data import SeedSet, shapesworld_captions, shapesworld_seed_set
 from generators.mtst_model import META_FILE, MTSTGenerator
 from generators.mtst_tokenizer import build_word_tokenizer
 
@@ -65,7 +65,10 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
         cfg.data.n_triplets, seed=cfg.data.seed, image_size=cfg.data.image_size, max_edits=cfg.data.max_edits
     )
     ckpt = _last_checkpoint(run_dir)
-    model = _initial_model(cfg, data) if ckpt is None else MTSTGenerator.from_pretrained(ckpt)
+    captions = _caption_set(cfg) if ckpt is None else None
+    model = _initial_model(cfg, data, captions) if ckpt is None else MTSTGenerator.from_pretrained(ckpt)
+    if captions is not None:  # a resumed run has this stage in its checkpoint already
+        _caption_stage(model, cfg, *captions)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
@@ -112,11 +115,47 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
                        time.perf_counter() - t0, losses)
 
 
-def _initial_model(cfg: MTSTConfig, data: SeedSet) -> MTSTGenerator:
+def _initial_model(cfg: MTSTConfig, data: SeedSet, captions=None) -> MTSTGenerator:
     if cfg.model.pretrained:
         return MTSTGenerator.from_pretrained(cfg.model.pretrained, train_all=bool(cfg.model.train_all))
-    tok = build_word_tokenizer([*data.texts(), cfg.model.instruction])
+    tok = build_word_tokenizer([*data.texts(), *(captions[1] if captions else []), cfg.model.instruction])
     return MTSTGenerator.tiny(tok, cfg.model, seed=cfg.train.seed)
+
+
+def _caption_set(cfg: MTSTConfig) -> tuple[np.ndarray, list[str]] | None:
+    """Rendered scenes and captions for the captioning stage, or None (a checkpoint, or the stage is off)."""
+    if cfg.model.pretrained or cfg.train.caption_steps == 0:
+        return None
+    return shapesworld_captions(cfg.train.caption_images, seed=cfg.data.seed, image_size=cfg.data.image_size)
+
+
+def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, captions: list[str]) -> list[float]:
+    """Stage 1, BLIP-2's generative pretraining in miniature: the model captions single scenes.
+
+    Reference and target are the same image and the text is its caption, so the Q-Former queries
+    learn to carry each object (shape, color, size, cell) before the pair training asks what changed.
+    Trained from scratch on the pair texts alone, the tiny model's queries kept only the background.
+    """
+    t = cfg.train
+    pixels = torch.from_numpy(_resized(images, model.config.vision_config.image_size))
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
+    rng = np.random.default_rng([t.seed, 1])
+    losses = []
+    bar = tqdm(range(t.caption_steps), desc="mtst captions", disable=not t.progress, unit="step")
+    for step in bar:
+        idx = rng.integers(0, len(captions), size=t.batch_size * 2)
+        for g in opt.param_groups:
+            g["lr"] = t.lr * min(1.0, (step + 1) / max(1, t.warmup_steps))
+        feats = model.encode_images(_normalize(model, pixels[idx]))
+        loss = model.loss(feats, feats, [captions[i] for i in idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
+        opt.step()
+        losses.append(float(loss.detach()))
+        bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    return losses
 
 
 def _batch_indices(seed: int, step: int, bs: int, n: int) -> np.ndarray:

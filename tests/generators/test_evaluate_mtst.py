@@ -25,7 +25,7 @@ def test_report_on_held_out_pairs(tmp_path):
     cfg = MTSTConfig(
         model=SMALL.model_copy(update={"image_size": 32}),
         data={"n_triplets": 24, "image_size": 32},
-        train={"epochs": 1, "batch_size": 8, "progress": False, "cache_dir": str(tmp_path)},
+        train={"epochs": 1, "batch_size": 8, "progress": False, "caption_steps": 0, "cache_dir": str(tmp_path)},
         infer={"max_new_tokens": 8},
         eval={"n_pairs": 12},
     )

@@ -8,7 +8,7 @@ from .conftest import SMALL
 
 
 def _config(tmp_path, **train):
-    opts = {"epochs": 3, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 3, "progress": False,
+    opts = {"epochs": 3, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 3, "progress": False, "caption_steps": 0,
             "cache_dir": str(tmp_path / "cache")} | train
     return MTSTConfig(model=SMALL.model_copy(update={"image_size": 32}), train=opts)
 
@@ -51,3 +51,21 @@ def test_resume_continues_the_step_count_and_ends_where_an_uninterrupted_run_doe
     assert rest.losses[:4] == part.losses
     wa, wb = _weights(whole.model_dir), _weights(rest.model_dir)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_the_caption_stage_teaches_scene_words_before_the_pair_training(tmp_path, seed_set):
+    from generators.mtst_data import shapesworld_captions
+    from generators.train_mtst import _caption_stage, _initial_model
+
+    cfg = _config(tmp_path, caption_steps=12, caption_images=64, batch_size=4, warmup_steps=1)
+    images, captions = shapesworld_captions(64, seed=0, image_size=32)
+    assert images.shape == (64, 32, 32, 3) and all(" scene with " in c for c in captions)
+    assert shapesworld_captions(64, seed=0, image_size=32)[1] == captions  # from the seed
+    model = _initial_model(cfg, seed_set, (images, captions))
+    assert model.tokenizer.convert_tokens_to_ids("scene") != model.tokenizer.unk_token_id
+    losses = _caption_stage(model, cfg, images, captions)
+    assert len(losses) == 12 and sum(losses[-3:]) < sum(losses[:3])
+    # the whole run: the stage runs first, and the tokenizer saved with the model knows caption words
+    res = train_mtst(cfg, seed_set)
+    back = MTSTGenerator.from_pretrained(res.model_dir)
+    assert back.tokenizer.convert_tokens_to_ids("scene") != back.tokenizer.unk_token_id
