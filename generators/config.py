@@ -36,7 +36,9 @@ class MTSTModelConfig(_Section):
         None, description="train vision + LLM too; None: True for tiny, False (Q-Former only) for a checkpoint"
     )
     instruction: str = INSTRUCTION
-    image_size: int = Field(63, ge=16, description="tiny: input side in pixels (63 = 3 x 21: one patch per ShapesWorld cell)")
+    image_size: int = Field(
+        63, ge=16, description="tiny: input side in pixels (63 = 3 x 21: one patch per ShapesWorld cell)"
+    )
     patch_size: int = Field(21, ge=2)
     vision_hidden: int = Field(96, ge=8)
     vision_layers: int = Field(3, ge=1)

@@ -15,7 +15,8 @@ from .conftest import SMALL
 def trained_dir(tmp_path_factory, seed_set):
     cache = tmp_path_factory.mktemp("mtst")
     cfg = MTSTConfig(model=SMALL.model_copy(update={"image_size": 32}),
-                     train={"epochs": 10, "batch_size": 8, "lr": 3e-3, "progress": False, "caption_steps": 0, "cache_dir": str(cache)})
+                     train={"epochs": 10, "batch_size": 8, "lr": 3e-3, "progress": False, "caption_steps": 0,
+                            "cache_dir": str(cache)})
     return train_mtst(cfg, seed_set).model_dir
 
 

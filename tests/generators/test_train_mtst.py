@@ -8,8 +8,8 @@ from .conftest import SMALL
 
 
 def _config(tmp_path, **train):
-    opts = {"epochs": 3, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 3, "progress": False, "caption_steps": 0,
-            "cache_dir": str(tmp_path / "cache")} | train
+    opts = {"epochs": 3, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "checkpoint_every": 3, "progress": False,
+            "caption_steps": 0, "cache_dir": str(tmp_path / "cache")} | train
     return MTSTConfig(model=SMALL.model_copy(update={"image_size": 32}), train=opts)
 
 
