@@ -17,19 +17,16 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from trainers import nightly as steps
-from trainers.loop import finetune, pretrain
 
 
 @task(name="pretrain", cache_policy=NO_CACHE)
 def pretrain_task(dataset_dir: str, ncfg: steps.NightlyConfig, out_dir: str) -> str:
-    cfg = ncfg.pretrain.model_copy(update={"out_dir": Path(out_dir) / "pretrain", "init_from": None})
-    return str(pretrain(dataset_dir, cfg).model_dir)
+    return str(steps.pretrain_step(dataset_dir, ncfg, out_dir))
 
 
 @task(name="finetune", cache_policy=NO_CACHE)
 def finetune_task(model_dir: str, ncfg: steps.NightlyConfig, out_dir: str) -> str:
-    cfg = ncfg.finetune.model_copy(update={"out_dir": Path(out_dir) / "finetune", "init_from": Path(model_dir)})
-    return str(finetune(ncfg.finetune_dir, cfg).model_dir)
+    return str(steps.finetune_step(model_dir, ncfg, out_dir))
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
@@ -50,8 +47,6 @@ def train_flow(dataset_dir: str, out_dir: str = "out/train", config: str | None 
     model_dir = pretrain_task(dataset_dir, ncfg, out_dir)
     # 2. finetune on the seed set
     if ncfg.finetune is not None:
-        if ncfg.finetune_dir is None:
-            raise ValueError("config has a finetune section but no finetune_dir: give the seed-set dataset folder")
         model_dir = finetune_task(model_dir, ncfg, out_dir)
     # 3. evaluate
     bench = str(ncfg.benchmark_dir or dataset_dir)

@@ -80,16 +80,18 @@ def generate(
                f"rows in {rows['in']} = kept {rows['kept']} + rejected {rows['rejected']}; per split {rows['per_split']}")
 
 
-def _overrides(items: list[str]) -> dict:
-    import yaml
+def _require_dataset(dataset: Path) -> None:
+    if not (dataset / "manifest.json").is_file():
+        _fail(f"{dataset} has no manifest.json: give a dataset folder written by `cirforge generate`")
 
-    out = {}
-    for item in items:
-        if "=" not in item:
-            _fail(f"--set {item!r}: expected KEY=VALUE, e.g. --set seed=3")
-        k, v = item.split("=", 1)
-        out[k.strip()] = yaml.safe_load(v)
-    return out
+
+def _overrides(items: list[str]) -> dict:
+    from pipeline.config_base import parse_overrides
+
+    try:
+        return parse_overrides(items)
+    except ValueError as err:
+        _fail(str(err))
 
 
 @app.command()
@@ -127,8 +129,7 @@ def report(
     (kept vs rejected) and sample grids (reference, target, both negatives, texts)."""
     from pipeline.report import write_report
 
-    if not (dataset / "manifest.json").is_file():
-        _fail(f"{dataset} has no manifest.json: give a dataset folder written by `cirforge generate`")
+    _require_dataset(dataset)
     typer.echo(f"wrote {write_report(dataset, samples=samples)}")
 
 
@@ -143,8 +144,7 @@ def train(
     """Train a retrieval model on a dataset (the Prefect flow: pretrain, finetune, evaluate)."""
     from flows.train import train_flow
 
-    if not (dataset / "manifest.json").is_file():
-        _fail(f"{dataset} has no manifest.json: give a dataset folder written by `cirforge generate`")
+    _require_dataset(dataset)
     if config is not None and not config.is_file():
         _fail(f"--config {config}: file not found")
     try:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 from filters.config import FiltersConfig
 from generators.config import MTSTConfig
 from generators.negatives_config import NegativesConfig
-from pipeline.config_base import Section
+from pipeline.config_base import Section, set_dotted
 from pipeline.config_mining import EmbedderConfig, MiningConfig, SourceOptions
 
 
@@ -192,10 +192,4 @@ def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
         raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return parse_config(data, str(path))
+    return parse_config(set_dotted(data, overrides), str(path))

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationError, model_validator
 
+from pipeline.config_base import deep_merge, set_dotted
 from pipeline.seeding import derive_seed
 from trainers.config import EvalConfig, Section, TrainConfig
 from trainers.registry import PROMOTE_ON, Decision, Registry, decide
@@ -49,23 +50,24 @@ class NightlyConfig(Section):
     tolerance: float = Field(0.0, ge=0, description="allowed drop in points before it counts as a regression")
     vary_seed: bool = Field(True, description="derive tonight's run seed from the night, so each night adds new rows")
 
+    @model_validator(mode="after")
+    def _finetune_has_data(self):
+        if self.finetune is not None and self.finetune_dir is None:
+            raise ValueError("finetune is set but finetune_dir is not: give the seed-set dataset folder")
+        return self
+
 
 def load_nightly_config(path: str | Path | None = None, overrides: dict | None = None) -> NightlyConfig:
     """The defaults, updated key by key from a YAML file, then from ``overrides`` (dotted keys)."""
-    from trainers.reproduce import _merge
-
     if path and not Path(path).is_file():
         raise FileNotFoundError(f"nightly config {str(path)!r} not found: pass an existing YAML file or none")
-    data = _merge(NightlyConfig().model_dump(mode="json"), (yaml.safe_load(Path(path).read_text()) or {}) if path else {})
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            if not isinstance(node.get(p), dict):
-                node[p] = {}
-            node = node[p]
-        node[leaf] = value
-    return NightlyConfig.model_validate(data)
+    data = deep_merge(NightlyConfig().model_dump(mode="json"), (yaml.safe_load(Path(path).read_text()) or {}) if path else {})
+    try:
+        return NightlyConfig.model_validate(set_dotted(data, overrides))
+    except ValidationError as err:  # one line that names the key
+        e = err.errors()[0]
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        raise ValueError(f"nightly config {path or '(defaults)'}: {key}: {e['msg']}") from None
 
 
 def tonight() -> str:
@@ -86,16 +88,25 @@ def registry_of(ncfg: NightlyConfig, run_cfg) -> Registry:
 
 def train_candidate(dataset_dir: str | Path, ncfg: NightlyConfig, work_dir: str | Path) -> Path:
     """Pretrain on the shards (then finetune when configured); returns the final model folder."""
-    from trainers.loop import finetune, pretrain
+    model_dir = pretrain_step(dataset_dir, ncfg, work_dir)
+    return finetune_step(model_dir, ncfg, work_dir) if ncfg.finetune is not None else model_dir
 
-    work = Path(work_dir)
-    result = pretrain(dataset_dir, ncfg.pretrain.model_copy(update={"out_dir": work / "pretrain", "init_from": None}))
-    if ncfg.finetune is not None:
-        if ncfg.finetune_dir is None:
-            raise ValueError("nightly.finetune is set but nightly.finetune_dir is not: give the seed-set dataset folder")
-        result = finetune(ncfg.finetune_dir, ncfg.finetune.model_copy(
-            update={"out_dir": work / "finetune", "init_from": result.model_dir}))
-    return result.model_dir
+
+def pretrain_step(dataset_dir: str | Path, ncfg: NightlyConfig, work_dir: str | Path) -> Path:
+    """Pretrain from scratch on the shards into ``<work_dir>/pretrain``; returns the model folder."""
+    from trainers.loop import pretrain
+
+    cfg = ncfg.pretrain.model_copy(update={"out_dir": Path(work_dir) / "pretrain", "init_from": None})
+    return pretrain(dataset_dir, cfg).model_dir
+
+
+def finetune_step(model_dir: str | Path, ncfg: NightlyConfig, work_dir: str | Path) -> Path:
+    """Finetune ``model_dir`` on ``finetune_dir`` into ``<work_dir>/finetune`` (a config with a
+    ``finetune`` section, which the config checks has a ``finetune_dir``); returns the model folder."""
+    from trainers.loop import finetune
+
+    cfg = ncfg.finetune.model_copy(update={"out_dir": Path(work_dir) / "finetune", "init_from": Path(model_dir)})
+    return finetune(ncfg.finetune_dir, cfg).model_dir
 
 
 def load_benchmark(ncfg: NightlyConfig, registry: Registry, run_cfg=None, dataset_dir: str | Path | None = None):
@@ -109,7 +120,7 @@ def load_benchmark(ncfg: NightlyConfig, registry: Registry, run_cfg=None, datase
                          "with a held-out split to judge models on (nightly.benchmark_dir, nightly.benchmark_split)")
     path = registry.root / "benchmark" / "shapesworld.parquet"
     if not path.exists():
-        from trainers.reproduce import _write_rows, training_images
+        from trainers.reproduce import training_images, write_rows
         from trainers.shapesworld_sets import Seen, shapesworld_triplets
 
         b = ncfg.shapesworld_benchmark
@@ -118,7 +129,7 @@ def load_benchmark(ncfg: NightlyConfig, registry: Registry, run_cfg=None, datase
             seen = training_images(None, Path(dataset_dir), b.image_size)
         rows = shapesworld_triplets(b.references, b.targets_per_reference, seed=b.seed, image_size=b.image_size,
                                     require_negatives=True, exclude=seen, split="test")
-        _write_rows(rows, path)
+        write_rows(rows, path)
     from trainers.reproduce import read_rows
 
     return benchmark_from_rows(read_rows(path), "registry-shapesworld", root=None)

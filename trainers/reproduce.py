@@ -37,6 +37,7 @@ from typing import Any
 import yaml
 from pydantic import Field
 
+from pipeline.config_base import deep_merge, parse_overrides, set_dotted
 from trainers.config import EvalConfig, ModelConfig, Section, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -137,20 +138,13 @@ def synthetic_run_config(cfg: ReproduceConfig):
     """The pipeline run config of the synthetic shards, written under ``out_dir/synthetic``."""
     from pipeline.config import parse_config
 
-    data = _merge(_default_synthetic(), json.loads(json.dumps(cfg.synthetic)))
+    data = deep_merge(_default_synthetic(), json.loads(json.dumps(cfg.synthetic)))
     data.setdefault("out_dir", str(cfg.out_dir / "synthetic"))
     data.setdefault("cache_dir", str(cfg.out_dir / "synthetic-cache"))
     data.setdefault("runtime", {})["progress"] = False
     if data.get("source", {}).get("kind", "shapesworld") == "shapesworld":
         data.setdefault("source", {}).setdefault("shapesworld", {})["image_size"] = cfg.image_size
     return parse_config(data, "reproduce.synthetic")
-
-
-def _merge(base: dict, extra: dict) -> dict:
-    out = dict(base)
-    for k, v in extra.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 def ensure_synthetic(cfg: ReproduceConfig) -> Path:
@@ -169,7 +163,7 @@ def ensure_synthetic(cfg: ReproduceConfig) -> Path:
     return run.dataset_dir
 
 
-def _write_rows(rows: list[dict], path: Path) -> None:
+def write_rows(rows: list[dict], path: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -205,7 +199,7 @@ def ensure_seed_set(cfg: ReproduceConfig) -> Path:
     path = cfg.out_dir / "sets" / f"seed-{_seed_set_key(cfg)}.parquet"
     if not path.exists():
         s = cfg.seed_set
-        _write_rows(shapesworld_triplets(s.n_triplets, 1, seed=s.seed, image_size=cfg.image_size,
+        write_rows(shapesworld_triplets(s.n_triplets, 1, seed=s.seed, image_size=cfg.image_size,
                                          max_edits=s.max_edits), path)
     return path
 
@@ -237,7 +231,7 @@ def ensure_benchmark(cfg: ReproduceConfig, seed_path: Path, synthetic_dir: Path)
         seen = training_images(seed_path, synthetic_dir, cfg.image_size)
         rows = shapesworld_triplets(b.references, b.targets_per_reference, seed=b.seed, image_size=cfg.image_size,
                                     max_edits=b.max_edits, require_negatives=True, exclude=seen, split="test")
-        _write_rows(rows, path)
+        write_rows(rows, path)
     return path
 
 
@@ -451,13 +445,7 @@ Mean ± sample std over training seeds {results['summary'][0]['seeds']}; R@K in 
 def load_reproduce_config(path: str | Path | None = None, overrides: dict | None = None) -> ReproduceConfig:
     """Defaults, updated from a YAML file and then from ``overrides`` (dotted keys)."""
     data: dict = yaml.safe_load(Path(path).read_text()) or {} if path else {}
-    for dotted, value in (overrides or {}).items():
-        node = data
-        *parents, leaf = dotted.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return ReproduceConfig.model_validate(data)
+    return ReproduceConfig.model_validate(set_dotted(data, overrides))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -468,12 +456,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--doc", default=None, help="write the table into this markdown file (e.g. docs/reproduction.md)")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    overrides = {}
-    for item in args.set:
-        if "=" not in item:
-            p.error(f"--set {item!r}: expected KEY=VALUE, e.g. --set workers=1")
-        k, v = item.split("=", 1)
-        overrides[k] = yaml.safe_load(v)
+    try:
+        overrides = parse_overrides(args.set, example="workers=1")
+    except ValueError as err:
+        p.error(str(err))
     cfg = load_reproduce_config(args.config, overrides)
     results = reproduce(cfg)
     print(markdown_table(results["summary"]))
