@@ -86,8 +86,7 @@ def all_stage_specs(cfg: RunConfig, model_dir: str | None, pool_path: str | Path
         specs += negative_stage_specs(cfg.negatives, pool_path, seed=cfg.seed, embedder=emb)
     specs += filter_stage_specs(cfg.filters, embedder=emb, embedder_gpu=on_gpu(cfg.embedder.device))
     # GPU stages: one actor per GPU, as many as runtime.gpu_actors
-    return [StageSpec(s.cls, s.kwargs, s.num_gpus, cfg.runtime.gpu_actors)
-            if (s.cls.num_gpus if s.num_gpus is None else s.num_gpus) else s for s in specs]
+    return [StageSpec(s.cls, s.kwargs, s.num_gpus, cfg.runtime.gpu_actors) if s.gpus else s for s in specs]
 
 
 def on_gpu(device: str) -> bool:

@@ -183,7 +183,7 @@ def export_dataset(dataset: str | Path, fmt: str, out: str | Path, category: str
         record = _export_cirr(dataset, tmp) if fmt == "cirr" else _export_fashioniq(dataset, tmp, category)
         if not record["splits"]:
             raise ValueError(f"{dataset}: no kept triplets to export")
-        manifest = json.loads((dataset / MANIFEST).read_text())
+        manifest = load_manifest(dataset)
         record = {"format": fmt, "dataset": manifest.get("name"), "config_hash": manifest.get("config_hash"),
                   "contract_version": manifest.get("contract_version"), **record}
         _dump(tmp / EXPORT_FILE, record)

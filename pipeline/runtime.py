@@ -29,6 +29,11 @@ class StageSpec:
     num_gpus: float | None = None
     concurrency: int | None = None
 
+    @property
+    def gpus(self) -> float:
+        """GPUs per actor: the spec's setting, else the class's declaration."""
+        return self.cls.num_gpus if self.num_gpus is None else self.num_gpus
+
     def build(self) -> Stage:
         return self.cls(**self.kwargs)
 
@@ -136,10 +141,9 @@ class Runtime:
         ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // self.batch_size))
         for spec in self.remote_specs:
             cls = spec.cls
-            gpus = cls.num_gpus if spec.num_gpus is None else spec.num_gpus
             kw: dict[str, Any] = dict(batch_format="numpy", batch_size=cls.batch_size,
-                                      num_cpus=cls.num_cpus, num_gpus=gpus or None)
-            if cls.stateful or gpus:
+                                      num_cpus=cls.num_cpus, num_gpus=spec.gpus or None)
+            if cls.stateful or spec.gpus:
                 size = spec.concurrency or cls.concurrency
                 ds = ds.map_batches(cls, fn_constructor_kwargs=spec.kwargs,
                                     compute=ray.data.ActorPoolStrategy(size=size), **kw)
