@@ -11,12 +11,12 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from filters.config import FiltersConfig
 from generators.config import MTSTConfig
 from generators.negatives_config import NegativesConfig
-from pipeline.config_base import Section, set_dotted
+from pipeline.config_base import Section, format_validation_error, set_dotted
 from pipeline.config_mining import EmbedderConfig, MiningConfig, SourceOptions
 
 
@@ -146,39 +146,11 @@ class RunConfig(Section):
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _fmt_error(err: ValidationError, source: str) -> str:
-    e = err.errors()[0]
-    key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-    given = e.get("input")
-    kind = e["type"]
-    if kind == "extra_forbidden":
-        msg = f"unknown key {key!r}"
-        parent = _section_for(e["loc"][:-1])
-        if parent is not None:
-            msg += f"; allowed here: {', '.join(sorted(parent.model_fields))}"
-    elif kind == "missing":
-        msg = f"missing key {key!r}"
-    else:
-        msg = f"bad value for {key!r}: {given!r} ({e['msg']})"
-    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
-    return f"{source}: {msg}{more}"
-
-
-def _section_for(loc: tuple) -> type[BaseModel] | None:
-    model: type[BaseModel] = RunConfig
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
-            return None
-        model = field.annotation
-    return model
-
-
 def parse_config(data: dict, source: str = "config") -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as err:
-        raise ConfigError(_fmt_error(err, source)) from None
+        raise ConfigError(format_validation_error(err, source, RunConfig)) from None
 
 
 def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:

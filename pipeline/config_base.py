@@ -1,7 +1,9 @@
 """The base of every config section: unknown keys are errors, assignments are validated."""
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict
+import typing
+
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class Section(BaseModel):
@@ -41,3 +43,36 @@ def parse_overrides(items: list[str], example: str = "seed=3") -> dict:
         k, v = item.split("=", 1)
         out[k.strip()] = yaml.safe_load(v)
     return out
+
+
+def format_validation_error(err: ValidationError, source: str, root: type[BaseModel]) -> str:
+    """The first error of a config validation as one line that names the key (and, for an unknown
+    key, the keys allowed there); ``root`` is the model that was validated."""
+    e = err.errors()[0]
+    key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    kind = e["type"]
+    if kind == "extra_forbidden":
+        msg = f"unknown key {key!r}"
+        parent = _section_for(root, e["loc"][:-1])
+        if parent is not None:
+            msg += f"; allowed here: {', '.join(sorted(parent.model_fields))}"
+    elif kind == "missing":
+        msg = f"missing key {key!r}"
+    elif not e["loc"] or isinstance(e.get("input"), dict):  # a section's own check: its message says it
+        msg = e["msg"].removeprefix("Value error, ") + ("" if not e["loc"] else f" (in {key!r})")
+    else:
+        msg = f"bad value for {key!r}: {e.get('input')!r} ({e['msg']})"
+    more = f" (+{len(err.errors()) - 1} more)" if len(err.errors()) > 1 else ""
+    return f"{source}: {msg}{more}"
+
+
+def _section_for(model: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The section at ``loc`` under ``model`` (through ``X | None`` fields), or None."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        kinds = (field.annotation, *typing.get_args(field.annotation)) if field is not None else ()
+        found = [k for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)]
+        if not found:
+            return None
+        model = found[0]
+    return model

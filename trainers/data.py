@@ -6,6 +6,7 @@ Rows stay plain dicts (shard column names) until ``collate``; skipping rows on r
 from __future__ import annotations
 
 import io
+import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -194,3 +195,18 @@ def row_batches(source, batch_size: int, seed: int | None = None, start_epoch: i
             if len(chunk) == batch_size or n < batch_size:
                 yield epoch, chunk
         epoch += 1
+
+
+def write_rows(rows: list[dict], path: Path) -> None:
+    """Rows (plain dicts) to one Parquet file, atomically: a reader never sees a partial file."""
+    import pyarrow as pa
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    pq.write_table(pa.Table.from_pylist(rows), tmp)
+    os.replace(tmp, path)
+
+
+def read_rows(path: Path) -> list[dict]:
+    """A Parquet file written by ``write_rows`` back as a list of dicts."""
+    return pq.read_table(path).to_pylist()

@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 from pydantic import Field, ValidationError, model_validator
 
-from pipeline.config_base import deep_merge, set_dotted
+from pipeline.config_base import deep_merge, format_validation_error, set_dotted
 from pipeline.seeding import derive_seed
 from trainers.config import EvalConfig, Section, TrainConfig
 from trainers.registry import PROMOTE_ON, Decision, Registry, decide
@@ -65,9 +65,7 @@ def load_nightly_config(path: str | Path | None = None, overrides: dict | None =
     try:
         return NightlyConfig.model_validate(set_dotted(data, overrides))
     except ValidationError as err:  # one line that names the key
-        e = err.errors()[0]
-        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        raise ValueError(f"nightly config {path or '(defaults)'}: {key}: {e['msg']}") from None
+        raise ValueError(format_validation_error(err, f"nightly config {path or '(defaults)'}", NightlyConfig)) from None
 
 
 def tonight() -> str:
@@ -120,8 +118,8 @@ def load_benchmark(ncfg: NightlyConfig, registry: Registry, run_cfg=None, datase
                          "with a held-out split to judge models on (nightly.benchmark_dir, nightly.benchmark_split)")
     path = registry.root / "benchmark" / "shapesworld.parquet"
     if not path.exists():
-        from trainers.reproduce import training_images, write_rows
-        from trainers.shapesworld_sets import Seen, shapesworld_triplets
+        from trainers.data import write_rows
+        from trainers.shapesworld_sets import Seen, shapesworld_triplets, training_images
 
         b = ncfg.shapesworld_benchmark
         seen = Seen(image_size=b.image_size)
@@ -130,7 +128,7 @@ def load_benchmark(ncfg: NightlyConfig, registry: Registry, run_cfg=None, datase
         rows = shapesworld_triplets(b.references, b.targets_per_reference, seed=b.seed, image_size=b.image_size,
                                     require_negatives=True, exclude=seen, split="test")
         write_rows(rows, path)
-    from trainers.reproduce import read_rows
+    from trainers.data import read_rows
 
     return benchmark_from_rows(read_rows(path), "registry-shapesworld", root=None)
 

@@ -163,22 +163,6 @@ def ensure_synthetic(cfg: ReproduceConfig) -> Path:
     return run.dataset_dir
 
 
-def write_rows(rows: list[dict], path: Path) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(pa.Table.from_pylist(rows), tmp)
-    os.replace(tmp, path)
-
-
-def read_rows(path: Path) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path).to_pylist()
-
-
 def decoded(rows: list[dict], image_size: int) -> list[dict]:
     """Rows with their images as normalized pixel tensors: a small in-memory set is decoded once, not
     at every step (PNG decoding is about 40% of a tiny model's step)."""
@@ -194,6 +178,7 @@ def _seed_set_key(cfg: ReproduceConfig) -> str:
 
 
 def ensure_seed_set(cfg: ReproduceConfig) -> Path:
+    from trainers.data import write_rows
     from trainers.shapesworld_sets import shapesworld_triplets
 
     path = cfg.out_dir / "sets" / f"seed-{_seed_set_key(cfg)}.parquet"
@@ -204,24 +189,9 @@ def ensure_seed_set(cfg: ReproduceConfig) -> Path:
     return path
 
 
-def training_images(seed_path: Path | None, synthetic_dir: Path, image_size: int):
-    """What the benchmark must avoid: every image id and image digest in the seed set and the shards."""
-    import pyarrow.dataset as pads
-
-    from trainers.shapesworld_sets import Seen, image_digest, row_image_ids
-
-    seen = Seen(ids=row_image_ids(read_rows(seed_path)) if seed_path else (), image_size=image_size)
-    cols = ["reference_id", "target_id", "neg_text_aligned_image", "neg_image_aligned_image"]
-    for split in sorted(p.name for p in (synthetic_dir / "data").iterdir() if p.is_dir()):
-        table = pads.dataset(synthetic_dir / "data" / split, format="parquet").to_table(columns=cols)
-        for r in table.to_pylist():
-            seen.ids.update((r["reference_id"], r["target_id"]))
-            seen.digests.update(image_digest(r[c]) for c in cols[2:] if r[c] is not None and r[c].get("bytes"))
-    return seen
-
-
 def ensure_benchmark(cfg: ReproduceConfig, seed_path: Path, synthetic_dir: Path) -> Path:
-    from trainers.shapesworld_sets import shapesworld_triplets
+    from trainers.data import write_rows
+    from trainers.shapesworld_sets import shapesworld_triplets, training_images
 
     b = cfg.benchmark
     key = _hash({"bench": b.model_dump(exclude={"focus_queries", "focus_grid"}), "size": cfg.image_size,
@@ -306,6 +276,8 @@ def _job(args) -> dict:
     """One (row, seed): train (cached) and evaluate (cached); runs in a worker process."""
     cfg_json, row_i, seed, synthetic_dir, seed_path, bench_path, synthetic_key = args
     import torch
+
+    from trainers.data import read_rows
 
     cfg = ReproduceConfig.model_validate_json(cfg_json)
     torch.set_num_threads(cfg.threads_per_worker)
@@ -404,6 +376,8 @@ def reproduce(cfg: ReproduceConfig = ReproduceConfig()) -> dict:
 
 def _data_facts(synthetic_dir: Path, seed_path: Path, bench_path: Path) -> dict:
     import pyarrow.dataset as pads
+
+    from trainers.data import read_rows
 
     train = pads.dataset(synthetic_dir / "data" / "train", format="parquet").to_table(
         columns=["neg_text_aligned_image", "generator"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import random
+from pathlib import Path
 from typing import Iterable, Iterator
 
 from generators import negatives_shapesworld as neg
@@ -22,6 +23,7 @@ from pipeline.schema import triplet_id
 from pipeline.seeding import derive_seed
 from pipeline.shapesworld import ShapesWorld, Scene, annotate, apply_edit, diff, random_edit, render, scene_id
 from pipeline.sources.base import png_bytes
+from trainers.data import read_rows
 
 GENERATOR = "shapesworld-annotator"
 
@@ -152,3 +154,17 @@ def row_image_ids(rows: Iterable[dict]) -> set[str]:
     """Every image id a set of rows shows (references, targets, negatives)."""
     keys = ("reference_id", "target_id", "neg_text_aligned_id", "neg_image_aligned_id")
     return {r[k] for r in rows for k in keys if r.get(k)}
+
+
+def training_images(seed_path: Path | None, synthetic_dir: Path, image_size: int):
+    """What the benchmark must avoid: every image id and image digest in the seed set and the shards."""
+    import pyarrow.dataset as pads
+
+    seen = Seen(ids=row_image_ids(read_rows(seed_path)) if seed_path else (), image_size=image_size)
+    cols = ["reference_id", "target_id", "neg_text_aligned_image", "neg_image_aligned_image"]
+    for split in sorted(p.name for p in (synthetic_dir / "data").iterdir() if p.is_dir()):
+        table = pads.dataset(synthetic_dir / "data" / split, format="parquet").to_table(columns=cols)
+        for r in table.to_pylist():
+            seen.ids.update((r["reference_id"], r["target_id"]))
+            seen.digests.update(image_digest(r[c]) for c in cols[2:] if r[c] is not None and r[c].get("bytes"))
+    return seen

@@ -55,3 +55,16 @@ def test_config_hash_ignores_output_place_not_content(tmp_path):
 def test_overrides_apply_dotted_keys():
     cfg = load_config("configs/demo.yaml", {"shards.rows_per_unit": 7, "seed": 3})
     assert cfg.shards.rows_per_unit == 7 and cfg.seed == 3
+
+
+def test_nightly_config_errors_are_one_line_naming_the_key():
+    from trainers.nightly import load_nightly_config
+
+    with pytest.raises(ValueError) as e:  # under a section that is null by default
+        load_nightly_config(None, {"finetune.epochz": 1})
+    msg = str(e.value)
+    assert "nightly config (defaults)" in msg and "'finetune.epochz'" in msg and "allowed here:" in msg
+    assert "seed" in msg and "\n" not in msg
+    with pytest.raises(ValueError, match="finetune_dir") as e:
+        load_nightly_config(None, {"finetune.seed": 1})
+    assert "\n" not in str(e.value)
