@@ -94,8 +94,9 @@ class MTSTTrainConfig(_Section):
     grad_clip: float = Field(1.0, gt=0)
     caption_steps: int = Field(
         600, ge=0, description="tiny model: first caption single rendered ShapesWorld scenes for this many steps "
-        "(batch 2 x batch_size) so the queries learn the objects; 0: skip; not used with model.pretrained",
+        "so the queries learn the objects; 0: skip; not used with model.pretrained",
     )
+    caption_batch_size: int = Field(64, ge=1, description="scenes per caption-stage step")
     caption_images: int = Field(20_000, ge=1, description="rendered scenes (with captions) for that stage")
     both_directions: bool = Field(True, description="also learn (target, reference) -> reverse text")
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")

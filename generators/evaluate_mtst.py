@@ -69,6 +69,30 @@ def evaluate_mtst(cfg: MTSTConfig, model_dir: str | Path | None = None) -> dict:
     }
 
 
+def caption_accuracy(cfg: MTSTConfig, model_dir: str | Path, n_scenes: int) -> dict:
+    """How well a model reads one scene: its text for (scene, scene) against the scene's caption, on
+    ``n_scenes`` held-out scenes (from ``eval.seed``). Meaningful for a model fresh from the caption
+    stage (e.g. ``train.epochs`` set so the pair stage is a step or two); after the pair stage the
+    model writes modification texts, not captions."""
+    from generators.mtst_data import shapesworld_captions
+
+    images, gold = shapesworld_captions(n_scenes, seed=cfg.eval.seed, image_size=cfg.data.image_size)
+    infer = cfg.infer.model_copy(update={"max_new_tokens": max(cfg.infer.max_new_tokens, 64)})
+    stage = MTSTTextStage(model_dir, infer)
+    try:
+        texts, _ = stage.describe(list(images), list(range(n_scenes)), list(range(n_scenes)))
+    finally:
+        stage.teardown()
+    ok = [caption_matches(t, g) for t, g in zip(texts, gold)]
+    wrong = [{"generated": t, "caption": g} for t, g, k in zip(texts, gold, ok) if not k]
+    return {"n_scenes": n_scenes, "caption_exact": sum(ok) / n_scenes, "failures": wrong[:20]}
+
+
+def caption_matches(text: str, caption: str) -> bool:
+    """The same caption, but for case and a final period."""
+    return text.strip().rstrip(".").strip().lower() == caption.strip().lower()
+
+
 def held_out_pairs(cfg: MTSTConfig):
     """The evaluation pairs: within ShapesWorld families (as mined) or random, from ``eval.seed``."""
     if cfg.eval.pairs == "families":
@@ -99,9 +123,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--config", default=None, help="YAML with the MTST section (top level, mtst: or generator.mtst:)")
     ap.add_argument("--model", default=None, help="evaluate this saved model instead of training from the config")
     ap.add_argument("--report", default=None, help="also write the full report (with failures) as JSON here")
+    ap.add_argument("--captions", type=int, default=0, metavar="N",
+                    help="also score the model's captions of N held-out single scenes (reference = target), "
+                         "how well it reads a scene; meaningful right after the caption stage")
     args = ap.parse_args(argv)
     cfg = load_mtst_config(args.config)
     rep = evaluate_mtst(cfg, args.model)
+    if args.captions:
+        rep["captions"] = caption_accuracy(cfg, rep["model_dir"], args.captions)
     if args.report:
         Path(args.report).write_text(json.dumps(rep, indent=2))
     if rep["train_seconds"] is not None:
@@ -114,6 +143,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"forward errors by edit kind: {rep['forward_errors_by_edit']}")
     for f in rep["failures"][:5]:
         print(f"  e.g. generated {f['forward']!r} (annotator: {f['annotator']!r})")
+    if "captions" in rep:
+        c = rep["captions"]
+        print(f"exact captions of {c['n_scenes']} held-out single scenes: {c['caption_exact']:.1%}")
 
 
 if __name__ == "__main__":

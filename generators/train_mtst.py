@@ -144,7 +144,7 @@ def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, ca
     losses = []
     bar = tqdm(range(t.caption_steps), desc="mtst captions", disable=not t.progress, unit="step")
     for step in bar:
-        idx = rng.integers(0, len(captions), size=t.batch_size * 2)
+        idx = rng.integers(0, len(captions), size=t.caption_batch_size)
         for g in opt.param_groups:
             g["lr"] = t.lr * min(1.0, (step + 1) / max(1, t.warmup_steps))
         feats = model.encode_images(_normalize(model, pixels[idx]))

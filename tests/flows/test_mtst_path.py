@@ -12,7 +12,7 @@ TINY_MTST = {"kind": "mtst", "mtst": {
     "data": {"n_triplets": 48, "image_size": 32},
     "model": {"image_size": 32, "patch_size": 8, "vision_layers": 1, "qformer_layers": 1, "llm_layers": 1},
     "train": {"epochs": 1, "batch_size": 16, "warmup_steps": 1, "checkpoint_every": 1000,
-              "caption_steps": 2, "caption_images": 32},
+              "caption_steps": 2, "caption_images": 32, "caption_batch_size": 32},
     "infer": {"max_new_tokens": 12, "batch_size": 16}}}
 
 

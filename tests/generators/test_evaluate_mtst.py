@@ -2,7 +2,7 @@
 from pipeline.shapesworld import Scene, apply_text, diff
 
 from generators.config import MTSTConfig
-from generators.evaluate_mtst import evaluate_mtst, held_out_pairs
+from generators.evaluate_mtst import caption_accuracy, caption_matches, evaluate_mtst, held_out_pairs
 from generators.mtst_data import shapesworld_family_pairs
 
 from .conftest import SMALL
@@ -36,3 +36,15 @@ def test_report_on_held_out_pairs(tmp_path):
     assert sum(rep["edits_per_pair"].values()) == 12
     # a barely trained model gets most pairs wrong; each failure shows its text and the annotator's
     assert rep["failures"] and {"forward", "annotator", "reverse"} <= set(rep["failures"][0])
+    # how well it reads one scene: its text for (scene, scene) against the scene's caption
+    cap = caption_accuracy(cfg, rep["model_dir"], 4)
+    assert cap["n_scenes"] == 4 and 0 <= cap["caption_exact"] <= 1
+    assert len(cap["failures"]) == round(4 * (1 - cap["caption_exact"]))
+    assert all(" scene" in f["caption"] for f in cap["failures"])
+
+
+def test_a_caption_matches_but_for_case_and_a_final_period():
+    gold = "a night scene with a small red circle at the top left"
+    assert caption_matches("A night scene with a small red circle at the top left.", gold)
+    assert not caption_matches("a night scene with a small red circle at the top right", gold)
+    assert not caption_matches("a night scene", gold)

@@ -57,7 +57,7 @@ def test_the_caption_stage_teaches_scene_words_before_the_pair_training(tmp_path
     from generators.mtst_data import shapesworld_captions
     from generators.train_mtst import _caption_stage, _initial_model
 
-    cfg = _config(tmp_path, caption_steps=12, caption_images=64, batch_size=4, warmup_steps=1)
+    cfg = _config(tmp_path, caption_steps=12, caption_images=64, caption_batch_size=8, batch_size=4, warmup_steps=1)
     images, captions = shapesworld_captions(64, seed=0, image_size=32)
     assert images.shape == (64, 32, 32, 3) and all(" scene with " in c for c in captions)
     assert shapesworld_captions(64, seed=0, image_size=32)[1] == captions  # from the seed
