@@ -23,7 +23,6 @@ from pipeline.schema import triplet_id
 from pipeline.seeding import derive_seed
 from pipeline.shapesworld import ShapesWorld, Scene, annotate, apply_edit, diff, random_edit, render, scene_id
 from pipeline.sources.base import png_bytes
-from trainers.data import read_rows
 
 GENERATOR = "shapesworld-annotator"
 
@@ -159,6 +158,8 @@ def row_image_ids(rows: Iterable[dict]) -> set[str]:
 def training_images(seed_path: Path | None, synthetic_dir: Path, image_size: int):
     """What the benchmark must avoid: every image id and image digest in the seed set and the shards."""
     import pyarrow.dataset as pads
+
+    from trainers.data import read_rows  # torch-free until here
 
     seen = Seen(ids=row_image_ids(read_rows(seed_path)) if seed_path else (), image_size=image_size)
     cols = ["reference_id", "target_id", "neg_text_aligned_image", "neg_image_aligned_image"]
