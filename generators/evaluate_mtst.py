@@ -10,6 +10,8 @@ import argparse
 import json
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from generators.config import MTSTConfig, load_mtst_config
@@ -32,12 +34,8 @@ def evaluate_mtst(cfg: MTSTConfig, model_dir: str | Path | None = None) -> dict:
     seen = _seed_pairs(cfg) if train is not None else set()
     # 3. texts, both directions
     t0 = time.perf_counter()
-    stage = MTSTTextStage(model_dir, cfg.infer)
-    try:
-        images = list(held.images)
-        forward, reverse = stage.describe(images, [p[0] for p in held.pairs], [p[1] for p in held.pairs])
-    finally:
-        stage.teardown()
+    with _text_stage(model_dir, cfg.infer) as stage:
+        forward, reverse = stage.describe(list(held.images), [p[0] for p in held.pairs], [p[1] for p in held.pairs])
     seconds = time.perf_counter() - t0
     # 4. exact check with the strict parser
     scenes = [Scene.from_json(s) for s in held.scenes]
@@ -78,11 +76,8 @@ def caption_accuracy(cfg: MTSTConfig, model_dir: str | Path, n_scenes: int) -> d
 
     images, gold = shapesworld_captions(n_scenes, seed=cfg.eval.seed, image_size=cfg.data.image_size)
     infer = cfg.infer.model_copy(update={"max_new_tokens": max(cfg.infer.max_new_tokens, 64)})
-    stage = MTSTTextStage(model_dir, infer)
-    try:
-        texts, _ = stage.describe(list(images), list(range(n_scenes)), list(range(n_scenes)))
-    finally:
-        stage.teardown()
+    with _text_stage(model_dir, infer) as stage:  # one direction: reference and target are the same scene
+        texts = stage.texts(list(images), range(n_scenes), range(n_scenes))
     ok = [caption_matches(t, g) for t, g in zip(texts, gold)]
     wrong = [{"generated": t, "caption": g} for t, g, k in zip(texts, gold, ok) if not k]
     return {"n_scenes": n_scenes, "caption_exact": sum(ok) / n_scenes, "failures": wrong[:20]}
@@ -91,6 +86,15 @@ def caption_accuracy(cfg: MTSTConfig, model_dir: str | Path, n_scenes: int) -> d
 def caption_matches(text: str, caption: str) -> bool:
     """The same caption, but for case and a final period."""
     return text.strip().rstrip(".").strip().lower() == caption.strip().lower()
+
+
+@contextmanager
+def _text_stage(model_dir: str | Path, infer) -> Iterator[MTSTTextStage]:
+    stage = MTSTTextStage(model_dir, infer)
+    try:
+        yield stage
+    finally:
+        stage.teardown()
 
 
 def held_out_pairs(cfg: MTSTConfig):

@@ -79,17 +79,19 @@ class MTSTTextStage(Stage):
                 self.reject(batch, i, "empty_reverse_text")
         return batch
 
-    @torch.no_grad()
     def describe(self, images: Sequence, ref: Sequence[int], tgt: Sequence[int]) -> tuple[list[str], list[str]]:
         """Forward and reverse texts for pairs (images[ref[i]], images[tgt[i]])."""
-        feats = self.encode(images)
         n = len(ref)
-        pair_ref, pair_tgt = list(ref) + list(tgt), list(tgt) + list(ref)
-        if self.decoder is None:
-            texts = self.pairs.decode(feats, pair_ref, pair_tgt)
-        else:
-            texts = self._vllm(feats, pair_ref, pair_tgt)
+        texts = self.texts(images, [*ref, *tgt], [*tgt, *ref])
         return texts[:n], texts[n:]
+
+    @torch.no_grad()
+    def texts(self, images: Sequence, ref: Sequence[int], tgt: Sequence[int]) -> list[str]:
+        """One text per pair (images[ref[i]], images[tgt[i]]), in that direction only."""
+        feats = self.encode(images)
+        if self.decoder is None:
+            return self.pairs.decode(feats, list(ref), list(tgt))
+        return self._vllm(feats, list(ref), list(tgt))
 
     def encode(self, images: Sequence) -> ImageFeatures:
         """Vision + per-image Q-Former features, ``config.batch_size`` images at a time."""
