@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from generators.mtst_prompt import INSTRUCTION
 
@@ -164,12 +164,23 @@ class MTSTConfig(_Section):
 
 
 def load_mtst_config(path: str | Path | None) -> MTSTConfig:
-    """Read the section from YAML: top level, under ``mtst:`` or under ``generator.mtst:``."""
+    """Read the section from YAML: top level, under ``mtst:`` or under ``generator.mtst:``.
+
+    A missing file is a FileNotFoundError; a bad key or value a ValueError of one line that names it.
+    """
+    from pipeline.config_base import format_validation_error
+
     if path is None:
         return MTSTConfig()
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"MTST config {str(path)!r} not found: pass an existing YAML file or none")
     data = yaml.safe_load(Path(path).read_text()) or {}
+    where = ""
     if "generator" in data and isinstance(data["generator"], dict) and "mtst" in data["generator"]:
-        data = data["generator"]["mtst"]
+        data, where = data["generator"]["mtst"], " (generator.mtst)"
     elif "mtst" in data:
-        data = data["mtst"]
-    return MTSTConfig.model_validate(data)
+        data, where = data["mtst"], " (mtst)"
+    try:
+        return MTSTConfig.model_validate(data)
+    except ValidationError as err:  # one line that names the key
+        raise ValueError(format_validation_error(err, f"MTST config {path}{where}", MTSTConfig)) from None

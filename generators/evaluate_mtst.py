@@ -131,7 +131,10 @@ def main(argv: list[str] | None = None) -> None:
                     help="also score the model's captions of N held-out single scenes (reference = target), "
                          "how well it reads a scene; meaningful right after the caption stage")
     args = ap.parse_args(argv)
-    cfg = load_mtst_config(args.config)
+    try:
+        cfg = load_mtst_config(args.config)
+    except (FileNotFoundError, ValueError) as err:
+        ap.error(str(err))
     rep = evaluate_mtst(cfg, args.model)
     if args.captions:
         rep["captions"] = caption_accuracy(cfg, rep["model_dir"], args.captions)

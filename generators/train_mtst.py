@@ -268,7 +268,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description="Train the MTST generator on a ShapesWorld seed set.")
     ap.add_argument("--config", default=None, help="YAML with the MTST section (top level, mtst: or generator.mtst:)")
     args = ap.parse_args(argv)
-    cfg = load_mtst_config(args.config)
+    try:
+        cfg = load_mtst_config(args.config)
+    except (FileNotFoundError, ValueError) as err:
+        ap.error(str(err))
     res = train_mtst(cfg)
     state = "cached" if res.cached else f"trained in {res.seconds:.0f} s"
     print(f"model: {res.model_dir} ({state}, {res.steps} steps, last loss {res.losses[-1]:.4f})")

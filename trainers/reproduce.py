@@ -35,9 +35,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import Field
+from pydantic import Field, ValidationError
 
-from pipeline.config_base import deep_merge, parse_overrides, set_dotted
+from pipeline.config_base import deep_merge, format_validation_error, parse_overrides, set_dotted
 from trainers.config import EvalConfig, ModelConfig, Section, TrainConfig
 
 log = logging.getLogger(__name__)
@@ -417,9 +417,17 @@ Mean ± sample std over training seeds {results['summary'][0]['seeds']}; R@K in 
 
 
 def load_reproduce_config(path: str | Path | None = None, overrides: dict | None = None) -> ReproduceConfig:
-    """Defaults, updated from a YAML file and then from ``overrides`` (dotted keys)."""
+    """Defaults, updated from a YAML file and then from ``overrides`` (dotted keys).
+
+    A missing file is a FileNotFoundError; a bad key or value a ValueError of one line that names it.
+    """
+    if path and not Path(path).is_file():
+        raise FileNotFoundError(f"reproduce config {str(path)!r} not found: pass an existing YAML file or none")
     data: dict = yaml.safe_load(Path(path).read_text()) or {} if path else {}
-    return ReproduceConfig.model_validate(set_dotted(data, overrides))
+    try:
+        return ReproduceConfig.model_validate(set_dotted(data, overrides))
+    except ValidationError as err:  # one line that names the key
+        raise ValueError(format_validation_error(err, f"reproduce config {path or '(defaults)'}", ReproduceConfig)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -434,7 +442,10 @@ def main(argv: list[str] | None = None) -> int:
         overrides = parse_overrides(args.set, example="workers=1")
     except ValueError as err:
         p.error(str(err))
-    cfg = load_reproduce_config(args.config, overrides)
+    try:
+        cfg = load_reproduce_config(args.config, overrides)
+    except (FileNotFoundError, ValueError) as err:
+        p.error(str(err))
     results = reproduce(cfg)
     print(markdown_table(results["summary"]))
     print(f"\n{results['seconds'] / 60:.1f} min; results in {cfg.out_dir / 'results.json'}")

@@ -68,3 +68,23 @@ def test_nightly_config_errors_are_one_line_naming_the_key():
     with pytest.raises(ValueError, match="finetune_dir") as e:
         load_nightly_config(None, {"finetune.seed": 1})
     assert "\n" not in str(e.value)
+
+
+def test_mtst_and_reproduce_config_errors_are_one_line_naming_the_key(tmp_path):
+    from generators.config import load_mtst_config
+    from trainers.reproduce import load_reproduce_config
+
+    bad = tmp_path / "run.yaml"
+    bad.write_text("generator:\n  mtst:\n    train:\n      epochz: 3\n")
+    with pytest.raises(ValueError) as e:
+        load_mtst_config(bad)
+    msg = str(e.value)
+    assert str(bad) in msg and "(generator.mtst)" in msg and "'train.epochz'" in msg and "epochs" in msg
+    assert "\n" not in msg
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_mtst_config(tmp_path / "missing.yaml")
+    with pytest.raises(ValueError) as e:
+        load_reproduce_config(None, {"workers": "abc"})
+    assert "'workers'" in str(e.value) and "'abc'" in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(FileNotFoundError, match="missing.yaml"):
+        load_reproduce_config(tmp_path / "missing.yaml")
