@@ -110,7 +110,7 @@ def worker_exact(a) -> dict:
                 return naive_topk_self(torch.as_tensor(v, device=dev), a.k, a.q_block, a.k_block)
         else:
             def search(v):
-                return topk_self(v, a.k, block_size=a.block, device=dev, cpu_gemm=a.cpu_gemm)
+                return topk_self(v, a.k, block_size=a.block, device=dev, cpu_gemm=a.cpu_gemm, precision=a.precision)
         if dev.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = a.tf32
             g = torch.Generator(device=dev).manual_seed(a.seed)
@@ -129,7 +129,8 @@ def worker_exact(a) -> dict:
     out["cpu_s"] = round(cpu_seconds() - c, 1)  # user + sys, all threads: less sensitive to other load
     if a.method == "torch":
         out["block"] = a.block
-        if a.device == "cpu":
+        out["precision"] = a.precision
+        if a.device == "cpu" and a.precision != "bfloat16":
             out["cpu_gemm"] = a.cpu_gemm
     elif a.method == "naive":
         out["blocks"] = f"{a.q_block} queries x {a.k_block} keys"
@@ -205,6 +206,8 @@ def main() -> None:
     p.add_argument("--tf32", action="store_true", help="GPU: same as --matmul tf32")
     p.add_argument("--no-faiss", action="store_true", help="skip faiss (e.g. on a GPU box without it)")
     p.add_argument("--cpu-gemm", default="torch", help="CPU: comma list of numpy, torch (tile product library)")
+    p.add_argument("--precision", default="float32",
+                   help="torch path: comma list of float32, bfloat16 (bf16 candidates + exact float32 rerank), auto")
     p.add_argument("--naive", action="store_true", help="also time the plain matmul + full-row topk baseline")
     p.add_argument("--q-block", type=int, default=4096, help="naive baseline: queries per block")
     p.add_argument("--k-block", type=int, default=131072, help="naive baseline: keys per matmul chunk")
@@ -242,8 +245,11 @@ def main() -> None:
             runs.append((f"naive/{prec}", ["--worker=naive", f"--q-block={a.q_block}", f"--k-block={a.k_block}",
                                            *flag]))
         for b in [int(v) for v in a.blocks.split(",")]:
-            for gemm in (a.cpu_gemm.split(",") if a.device == "cpu" else ["torch"]):
-                runs.append((f"torch/{prec}", ["--worker=torch", f"--block={b}", f"--cpu-gemm={gemm}", *flag]))
+            for sp in a.precision.split(","):
+                gemms = a.cpu_gemm.split(",") if a.device == "cpu" and sp != "bfloat16" else ["torch"]
+                for gemm in gemms:
+                    runs.append((f"torch/{prec}", ["--worker=torch", f"--block={b}", f"--cpu-gemm={gemm}",
+                                                   f"--precision={sp}", *flag]))
     results = []
     first: dict[str, dict] = {}  # the first result of each baseline kind, and where its indices are
     for label, extra in runs:

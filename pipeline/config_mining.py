@@ -69,6 +69,11 @@ class MiningConfig(Section):
     allow_mirrored: bool = Field(False, description="keep both (a, b) and (b, a)")
     block_size: int = Field(4096, ge=16, description="queries (and keys) per block of the exact search; memory ~ block_size^2 x 4 bytes")
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="exact search's tile products: bfloat16 finds candidates that a float32 rerank with a "
+        "proven error bound confirms (same pairs, ~3x faster matmuls where the CPU has bf16 units); "
+        "auto: bfloat16 on a CPU with AVX512-BF16 or AMX, else float32",
+    )
 
     @model_validator(mode="after")
     def _band(self):

@@ -34,11 +34,12 @@ def mine_pairs(ids: Sequence[str], cfg, *, seed: int, embeddings: np.ndarray | N
             if embeddings is None:
                 raise ValueError("mining strategy 'similarity' needs embeddings")
             found += mine_similarity_band(ids, embeddings, cfg.k, low=cfg.sim_low, high=cfg.sim_high,
-                                          near_dup=cfg.near_dup, block_size=cfg.block_size, device=device)
+                                          near_dup=cfg.near_dup, block_size=cfg.block_size, device=device,
+                                          precision=cfg.precision)
         elif strategy == "label":
             found += mine_same_label(ids, labels if labels is not None else [None] * len(ids), cfg.k, seed=seed,
                                      embeddings=embeddings, near_dup=cfg.near_dup, pick=cfg.pick,
-                                     block_size=cfg.block_size, device=device)
+                                     block_size=cfg.block_size, device=device, precision=cfg.precision)
         elif strategy == "caption":
             found += mine_one_word_captions(ids, captions if captions is not None else [None] * len(ids), cfg.k,
                                             seed=seed, embeddings=embeddings, near_dup=cfg.near_dup, pick=cfg.pick)

@@ -14,7 +14,7 @@ from .search import topk_self
 
 def mine_same_label(ids: Sequence[str], labels: Sequence[str | None], k: int, *, seed: int,
                     embeddings: np.ndarray | None = None, near_dup: float = 1.0, pick: str = "random",
-                    block_size: int = 4096, device: str = "cpu") -> list[MinedPair]:
+                    block_size: int = 4096, device: str = "cpu", precision: str = "float32") -> list[MinedPair]:
     """For each labelled image, at most k others with the same label (unlabelled images sit out)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, lab in enumerate(labels):
@@ -27,7 +27,8 @@ def mine_same_label(ids: Sequence[str], labels: Sequence[str | None], k: int, *,
             continue
         if pick == "nearest" and embeddings is not None:
             # A large category is searched exactly in blocks, like the similarity band.
-            vals, idx = topk_self(embeddings[members], k, block_size=block_size, band=(-2.0, near_dup), device=device)
+            vals, idx = topk_self(embeddings[members], k, block_size=block_size, band=(-2.0, near_dup), device=device,
+                                   precision=precision)
             out += [MinedPair(ids[members[r]], ids[members[idx[r, s]]], float(vals[r, s]), "label")
                     for r, s in zip(*np.nonzero(idx >= 0))]
         else:

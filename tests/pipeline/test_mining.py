@@ -77,6 +77,39 @@ def test_blockwise_search_equals_brute_force(n, block, gemm):
         topk_self(x, k, cpu_gemm="blas")
 
 
+@pytest.mark.parametrize("n,d,block,band", [(301, 32, 64, None), (7, 32, 4, None), (400, 48, 128, (0.1, 0.3)),
+                                          (400, 48, 1000, (-2.0, 0.25))])
+def test_bf16_first_pass_gives_the_exact_answer(n, d, block, band):
+    x = np.random.default_rng(n + d).standard_normal((n, d)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    k = 5
+    exact_v, exact_i = topk_self(x, k, block_size=block, band=band, precision="float32")
+    v, i = topk_self(x, k, block_size=block, band=band, precision="bfloat16")
+    assert np.array_equal(i, exact_i)
+    assert np.allclose(np.nan_to_num(v, neginf=-9), np.nan_to_num(exact_v, neginf=-9), atol=1e-6)
+
+
+def test_bf16_rows_it_cannot_prove_are_searched_again(monkeypatch):
+    # 60 near-copies of one vector, 1e-2 apart: far inside the bf16 error bound, so the first pass
+    # cannot order them and the rows are searched again in float32; the answer stays exact.
+    rng = np.random.default_rng(3)
+    base = rng.standard_normal(64).astype(np.float32)
+    x = base + 1e-2 * rng.standard_normal((60, 64)).astype(np.float32)
+    x = np.concatenate([x, rng.standard_normal((200, 64)).astype(np.float32)])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    exact_v, exact_i = topk_self(x, 3, block_size=64, precision="float32")
+    import pipeline.mining.search as search
+
+    redone = []
+    real = search.topk_search
+    monkeypatch.setattr(search, "topk_search", lambda q, *a, **kw: redone.append(len(q)) or real(q, *a, **kw))
+    v, i = topk_self(x, 3, block_size=64, precision="bfloat16")
+    assert redone and redone[0] >= 60
+    assert np.array_equal(i, exact_i) and np.allclose(v, exact_v, atol=1e-6)
+    with pytest.raises(ValueError, match="precision='int8'"):
+        topk_self(x, 3, precision="int8")
+
+
 # -- strategies -------------------------------------------------------------------------------
 def test_similarity_band_on_photos_respects_band_k_and_near_duplicates(photos):
     rows, emb = photos
