@@ -20,8 +20,8 @@ __all__ = ["INSTRUCTION", "MTSTConfig", "MTSTDataConfig", "MTSTEvalConfig", "MTS
 
 
 # Bumped when the model's parameters change, so that a cached run of an older layout is not loaded.
-# 2: segment embeddings on the joint Q-Former pass. 3: the caption stage.
-MTST_ARCH = 3
+# 2: segment embeddings on the joint Q-Former pass. 3: the caption stage. 4: region queries (query_grid).
+MTST_ARCH = 4
 
 
 class _Section(BaseModel):
@@ -45,8 +45,12 @@ class MTSTModelConfig(_Section):
     vision_heads: int = Field(2, ge=1)
     qformer_hidden: int = Field(96, ge=8)
     qformer_layers: int = Field(2, ge=1)
-    qformer_heads: int = Field(2, ge=1)
-    num_query_tokens: int = Field(8, ge=1, description="query tokens per Q-Former pass (32 at real size)")
+    qformer_heads: int = Field(4, ge=1)
+    num_query_tokens: int = Field(9, ge=1, description="query tokens per Q-Former pass (32 at real size)")
+    query_grid: int | None = Field(
+        3, ge=1, description="tiny: queries tile the image as a g x g grid, each reading the patches of its region "
+        "(and CLS), in every pass; needs num_query_tokens = g * g; None: every query reads every patch (InstructBLIP)",
+    )
     llm_hidden: int = Field(128, ge=8, description="tiny LLM width; head_dim = llm_hidden / llm_heads = 64 for vLLM CPU")
     llm_layers: int = Field(2, ge=1)
     llm_heads: int = Field(2, ge=1)
@@ -69,6 +73,14 @@ class MTSTModelConfig(_Section):
                 raise ValueError(f"{name}_hidden={hidden} must be divisible by {name}_heads={heads}")
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size={self.image_size} must be a multiple of patch_size={self.patch_size}")
+        if self.query_grid is not None and not self.pretrained:
+            side = self.image_size // self.patch_size
+            if self.num_query_tokens != self.query_grid**2 or side < self.query_grid:
+                raise ValueError(
+                    f"query_grid={self.query_grid} needs num_query_tokens={self.query_grid**2} (got "
+                    f"{self.num_query_tokens}) and image_size / patch_size >= {self.query_grid} (got {side}); "
+                    "or set query_grid: null"
+                )
         return self
 
 
@@ -85,7 +97,7 @@ class MTSTTrainConfig(_Section):
     """Fitting the generator: LM loss on text tokens only, AdamW, checkpoints, cache by config hash."""
 
     seed: int = 0
-    epochs: float = Field(12.0, gt=0, description="passes over the seed set")
+    epochs: float = Field(16.0, gt=0, description="passes over the seed set")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(5e-4, gt=0, description="also the caption stage's; the post-LN Q-Former stalls at 2e-3")
     min_lr_ratio: float = Field(0.05, ge=0, le=1, description="cosine decay ends at lr * this")
@@ -93,7 +105,7 @@ class MTSTTrainConfig(_Section):
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     caption_steps: int = Field(
-        600, ge=0, description="tiny model: first caption single rendered ShapesWorld scenes for this many steps "
+        400, ge=0, description="tiny model: first caption single rendered ShapesWorld scenes for this many steps "
         "so the queries learn the objects; 0: skip; not used with model.pretrained",
     )
     caption_batch_size: int = Field(64, ge=1, description="scenes per caption-stage step")

@@ -75,9 +75,12 @@ class MTSTGenerator(nn.Module):
         image_std: Sequence[float] = CLIP_STD,
         base_model: str | None = None,
         parts: nn.Module | None = None,
+        query_grid: int | None = None,
     ):
         super().__init__()
         self.config = config
+        self.query_grid = query_grid
+        self._windows = query_windows(config, query_grid)  # None: every query reads every patch
         self.tokenizer = _with_pad(tokenizer)
         self.qformer_tokenizer = _with_pad(qformer_tokenizer or tokenizer)
         self.instruction = instruction
@@ -146,7 +149,8 @@ class MTSTGenerator(nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return cls(
-                ib, tokenizer, train_all=True if c.train_all is None else c.train_all, instruction=c.instruction
+                ib, tokenizer, train_all=True if c.train_all is None else c.train_all, instruction=c.instruction,
+                query_grid=c.query_grid,
             )
 
     @classmethod
@@ -173,7 +177,8 @@ class MTSTGenerator(nn.Module):
                 raise ValueError(f"{path}: weights do not fit the base {meta['base_model']!r}: {unexpected or missing}")
         else:
             config = InstructBlipConfig.from_pretrained(path)
-            model = cls(config, tok, qtok, train_all=ta, base_model=meta.get("base_model"), **kw)
+            model = cls(config, tok, qtok, train_all=ta, base_model=meta.get("base_model"),
+                        query_grid=meta.get("query_grid"), **kw)
             load_model(model, path / WEIGHTS_FILE)
             if dtype is not None:
                 model.to(dtype)
@@ -203,7 +208,7 @@ class MTSTGenerator(nn.Module):
         meta = {
             "format": "cirforge-mtst", "version": 1, "weights": "trained" if partial else "full",
             "base_model": self.base_model, "train_all": self.train_all, "instruction": self.instruction,
-            "image_mean": list(self.image_mean), "image_std": list(self.image_std),
+            "image_mean": list(self.image_mean), "image_std": list(self.image_std), "query_grid": self.query_grid,
         }
         self.config.save_pretrained(save_dir)
         if partial:
@@ -267,23 +272,31 @@ class MTSTGenerator(nn.Module):
         patches = self.vision_model(pixel_values=pv).last_hidden_state
         return ImageFeatures(patches, self._qformer(patches))
 
-    def _qformer(self, patches: torch.Tensor) -> torch.Tensor:
+    def _qformer(self, patches: torch.Tensor, n_images: int = 1) -> torch.Tensor:
+        """The Q-Former over ``n_images`` images' patches, concatenated along the sequence."""
         b, n_query = patches.shape[0], self.query_tokens.shape[1]
         ids = torch.tensor([self.qformer_ids], device=patches.device).expand(b, -1)
         mask = torch.ones(b, n_query + ids.shape[1], dtype=torch.long, device=patches.device)
+        if self._windows is None:
+            patch_mask = torch.ones(patches.shape[:2], dtype=torch.long, device=patches.device)
+        else:  # additive [B, 1, queries, patches]: each query reads its window of every image
+            allowed = self._windows.to(patches.device).repeat(1, n_images)
+            bias = torch.zeros(allowed.shape, dtype=patches.dtype, device=patches.device)
+            bias.masked_fill_(~allowed, torch.finfo(patches.dtype).min)
+            patch_mask = bias[None, None].expand(b, 1, -1, -1)
         out = self.qformer(
             input_ids=ids,
             attention_mask=mask,
             query_embeds=self.query_tokens.expand(b, -1, -1),
             encoder_hidden_states=patches,
-            encoder_attention_mask=torch.ones(patches.shape[:2], dtype=torch.long, device=patches.device),
+            encoder_attention_mask=patch_mask,
         )
         return out.last_hidden_state[:, :n_query]
 
     def prefix_embeds(self, ref: ImageFeatures, tgt: ImageFeatures) -> torch.Tensor:
         """LLM input before the text: [proj(ref q); proj(tgt q); proj(joint q); instruction], [B, L, H]."""
         seg = self.joint_segments.to(ref.patches.dtype)
-        joint = self._qformer(torch.cat([ref.patches + seg[0], tgt.patches + seg[1]], dim=1))
+        joint = self._qformer(torch.cat([ref.patches + seg[0], tgt.patches + seg[1]], dim=1), n_images=2)
         queries = torch.cat([ref.queries, tgt.queries, joint], dim=1)
         visual = self.language_projection(queries.to(self.dtype))
         embed = self.language_model.get_input_embeddings()
@@ -336,6 +349,31 @@ class MTSTGenerator(nn.Module):
             text = self.tokenizer.decode(ids, skip_special_tokens=True).strip()
             texts.append(_SPACE_BEFORE_PUNCT.sub(r"\1", text))
         return texts
+
+
+def query_windows(config: InstructBlipConfig, grid: int | None) -> torch.Tensor | None:
+    """Which patches each query may read: ``[queries, 1 + patches]`` bool, or None (all of them).
+
+    With ``grid`` g the queries tile the image as a g x g grid (query r * g + c is region (r, c)) and
+    each reads the vision patches inside its region plus the CLS token; the patch grid is cut into
+    g x g near-equal regions. InstructBLIP's queries read every patch (``grid`` None): pooled over the
+    whole image, a change in one place moves every query a little, and the tiny ShapesWorld model did
+    not learn which cell changed; region queries keep each cell's content apart, per image and in the
+    joint pass, so a changed region shows in its own query.
+    """
+    if grid is None:
+        return None
+    n_query = config.num_query_tokens
+    side = config.vision_config.image_size // config.vision_config.patch_size
+    if n_query != grid * grid or side < grid:
+        raise ValueError(f"query_grid={grid} needs num_query_tokens={grid * grid} (got {n_query}) "
+                         f"and at least {grid} patches a side (got {side})")
+    allowed = torch.zeros(n_query, 1 + side * side, dtype=torch.bool)
+    allowed[:, 0] = True  # CLS
+    for pr in range(side):
+        for pc in range(side):
+            allowed[(pr * grid // side) * grid + pc * grid // side, 1 + pr * side + pc] = True
+    return allowed
 
 
 def _with_pad(tok: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:

@@ -7,7 +7,7 @@ from generators.mtst_model import MTSTGenerator
 from generators.mtst_tokenizer import build_word_tokenizer
 
 # Small but real: LLM head_dim 64 (hidden 128, 2 heads) as vLLM's CPU attention needs.
-SMALL = MTSTModelConfig(vision_hidden=32, vision_layers=1, qformer_hidden=32, qformer_layers=1, num_query_tokens=4,
+SMALL = MTSTModelConfig(vision_hidden=32, vision_layers=1, qformer_hidden=32, qformer_layers=1, num_query_tokens=4, query_grid=2,
                         image_size=32, patch_size=8, llm_hidden=128, llm_layers=1, llm_heads=2)
 
 

@@ -139,3 +139,45 @@ def test_the_joint_pass_knows_which_image_is_the_reference(tiny_model):
     ab = tiny_model.prefix_embeds(feats[[0]], feats[[1]])
     ba = tiny_model.prefix_embeds(feats[[1]], feats[[0]])
     torch.testing.assert_close(ab[:, 2 * n:3 * n], ba[:, 2 * n:3 * n])
+
+
+def test_region_queries_read_only_their_region_in_every_pass(tiny_model):
+    # SMALL: 4 queries on a 2 x 2 grid over 4 x 4 patches: query r * 2 + c reads the 2 x 2 patches of
+    # region (r, c) and CLS, of the one image (per-image pass) or of both images (joint pass).
+    tiny_model.qformer.set_attn_implementation("eager")  # sdpa does not return attention weights
+    seen = []
+    real = tiny_model.qformer.forward
+
+    def forward(*args, **kwargs):
+        out = real(*args, output_attentions=True, **kwargs)
+        seen.append(out.cross_attentions[0])  # [B, heads, queries, patches]
+        return out
+
+    tiny_model.qformer.forward = forward
+    feats = tiny_model.encode_images(torch.randn(2, 3, 32, 32))
+    tiny_model.prefix_embeds(feats[[0]], feats[[1]])
+    region = torch.zeros(4, 17, dtype=torch.bool)
+    region[:, 0] = True
+    for q, (r, c) in enumerate([(0, 0), (0, 1), (1, 0), (1, 1)]):
+        for pr in (2 * r, 2 * r + 1):
+            for pc in (2 * c, 2 * c + 1):
+                region[q, 1 + pr * 4 + pc] = True
+    per_image, joint = seen
+    assert torch.equal(per_image[0, 0] > 0, region) and torch.equal(per_image[1, 1] > 0, region)
+    assert torch.equal(joint[0, 0] > 0, region.repeat(1, 2))
+    torch.testing.assert_close(joint.sum(-1), torch.ones_like(joint.sum(-1)))
+
+
+def test_without_a_query_grid_every_query_reads_every_patch(tokenizer):
+    from tests.generators.conftest import SMALL
+
+    model = MTSTGenerator.tiny(tokenizer, SMALL.model_copy(update={"query_grid": None}), seed=0)
+    assert model._windows is None
+    feats = model.encode_images(torch.randn(2, 3, 32, 32))
+    assert model.prefix_embeds(feats[[0]], feats[[1]]).isfinite().all()
+
+
+def test_the_query_grid_is_saved_with_the_model(tiny_model, tmp_path):
+    loaded = MTSTGenerator.from_pretrained(tiny_model.save_pretrained(tmp_path / "m"))
+    assert loaded.query_grid == 2 and torch.equal(loaded._windows, tiny_model._windows)
+
