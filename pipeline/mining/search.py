@@ -259,18 +259,18 @@ def _topk_self_bf16(x: torch.Tensor, k: int, block_size: int, band) -> tuple[np.
 
     Write each row as x = h + l with h = bf16(x). A bf16 tile product gives s' = bf16(h_i . h_j)
     (float32 accumulation, as torch's CPU bf16 GEMMs do; on CUDA reduced-precision reductions are
-    turned off for the pass), and |h_i . h_j - x_i . x_j| <= e_i = |h_i| L + |l_i| H + |l_i| L + gamma |h_i| H
-    (Cauchy-Schwarz; H, L the largest |h|, |l| in the pool; gamma the float32 summation bound), while
-    the output rounding moves a value v by at most u |v| / (1 - u). The first pass keeps each row's
-    k + BF16_EXTRA best by s' (inside the band widened by those bounds), the rerank computes their
-    float32 products and keeps the best k. A row is proven when its pass-1 list was not full, or when the
-    largest exact value anything it dropped could have (its last s' plus the bounds) is below the
-    k-th reranked value; every other row is searched again in float32 (on 100k random unit
-    vectors, 67 rows).
+    turned off for the pass), and |h_i . h_j - x_i . x_j| <= e_i = |h_i| L + |l_i| H + |l_i| L
+    + gamma |h_i| H (Cauchy-Schwarz; H, L the largest |h|, |l| in the pool; gamma the float32
+    summation bound), while the output rounding moves a value v by at most u |v| / (1 - u). The
+    first pass keeps each row's k + BF16_EXTRA best by s' (inside the band widened by those
+    bounds), the rerank computes their float32 products and keeps the best k. A row is proven
+    when its pass-1 list was not full, or when the largest exact value anything it dropped could
+    have (its last s' plus the bounds) is below the k-th reranked value; every other row is
+    searched again in float32 (on 100k random unit vectors, 67 rows).
     """
     n, d = x.shape
     dev = x.device
-    kp = k + BF16_EXTRA  # a pool smaller than that leaves -inf slots: the list is not full, the row is proven
+    kp = k + BF16_EXTRA  # a smaller pool leaves -inf slots: the list is not full, the row is proven
     h = x.to(torch.bfloat16)
     hf = h.float()
     nh, nl = hf.norm(dim=1), (x - hf).norm(dim=1)
