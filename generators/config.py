@@ -21,7 +21,8 @@ __all__ = ["INSTRUCTION", "MTSTConfig", "MTSTDataConfig", "MTSTEvalConfig", "MTS
 
 # Bumped when the model's parameters change, so that a cached run of an older layout is not loaded.
 # 2: segment embeddings on the joint Q-Former pass. 3: the caption stage. 4: region queries (query_grid).
-MTST_ARCH = 4
+# 5: the difference block of the joint pass (joint_difference), the prefix region by region (interleave_prefix).
+MTST_ARCH = 5
 
 
 class _Section(BaseModel):
@@ -50,6 +51,14 @@ class MTSTModelConfig(_Section):
     query_grid: int | None = Field(
         3, ge=1, description="tiny: queries tile the image as a g x g grid, each reading the patches of its region "
         "(and CLS), in every pass; needs num_query_tokens = g * g; None: every query reads every patch (InstructBLIP)",
+    )
+    joint_difference: bool = Field(
+        True, description="the joint Q-Former pass also reads target - reference patches (a third block, "
+        "with its own segment embedding), so an unchanged region reads as zero there",
+    )
+    interleave_prefix: bool = Field(
+        True, description="tiny: the LLM prefix region by region (ref q_i, target q_i, joint q_i, ...) instead of "
+        "block by block (all ref queries, all target, all joint); meant for region queries (query_grid)",
     )
     llm_hidden: int = Field(128, ge=8, description="tiny LLM width; head_dim = llm_hidden / llm_heads = 64 for vLLM CPU")
     llm_layers: int = Field(2, ge=1)
@@ -105,7 +114,7 @@ class MTSTTrainConfig(_Section):
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     caption_steps: int = Field(
-        400, ge=0, description="tiny model: first caption single rendered ShapesWorld scenes for this many steps "
+        600, ge=0, description="tiny model: first caption single rendered ShapesWorld scenes for this many steps "
         "so the queries learn the objects; 0: skip; not used with model.pretrained",
     )
     caption_batch_size: int = Field(64, ge=1, description="scenes per caption-stage step")

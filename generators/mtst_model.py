@@ -4,6 +4,11 @@ Each image goes once through the vision encoder and the Q-Former (``encode_image
 a third Q-Former pass over both images' patches, and the LLM reads
 ``[proj(ref queries); proj(target queries); proj(joint queries); instruction]`` and writes the
 text. The reverse text is the same model on (target, reference).
+
+Two options of the tiny ShapesWorld model, off for a checkpoint unless saved with it:
+``joint_difference`` adds a third block of (target - reference) patches to the joint pass, and
+``interleave`` orders the LLM prefix region by region (ref q_i, target q_i, joint q_i) instead of
+block by block, for region queries (``query_grid``), where query i of every pass is region i.
 """
 from __future__ import annotations
 
@@ -76,10 +81,14 @@ class MTSTGenerator(nn.Module):
         base_model: str | None = None,
         parts: nn.Module | None = None,
         query_grid: int | None = None,
+        joint_difference: bool = False,
+        interleave: bool = False,
     ):
         super().__init__()
         self.config = config
         self.query_grid = query_grid
+        self.joint_difference = bool(joint_difference)
+        self.interleave = bool(interleave)
         self._windows = query_windows(config, query_grid)  # None: every query reads every patch
         self.tokenizer = _with_pad(tokenizer)
         self.qformer_tokenizer = _with_pad(qformer_tokenizer or tokenizer)
@@ -103,7 +112,8 @@ class MTSTGenerator(nn.Module):
         # Which image a patch came from, added to the patches of the joint Q-Former pass only: without
         # it that pass is the same for (ref, tgt) and (tgt, ref), and forward/reverse texts collapse.
         # Not in InstructBLIP; new and trained with the Q-Former.
-        seg = torch.randn(2, config.vision_config.hidden_size) * 0.02
+        # With joint_difference, a third block of tokens (target - reference patches) gets a third one.
+        seg = torch.randn(3 if self.joint_difference else 2, config.vision_config.hidden_size) * 0.02
         self.joint_segments = nn.Parameter(seg.to(self.query_tokens.dtype))
         self.qformer_ids = self.qformer_tokenizer(instruction, add_special_tokens=True)["input_ids"]
         ids = self.tokenizer(instruction, add_special_tokens=False)["input_ids"]
@@ -150,7 +160,7 @@ class MTSTGenerator(nn.Module):
             torch.manual_seed(seed)
             return cls(
                 ib, tokenizer, train_all=True if c.train_all is None else c.train_all, instruction=c.instruction,
-                query_grid=c.query_grid,
+                query_grid=c.query_grid, joint_difference=c.joint_difference, interleave=c.interleave_prefix,
             )
 
     @classmethod
@@ -169,7 +179,8 @@ class MTSTGenerator(nn.Module):
         kw = dict(instruction=meta["instruction"], image_mean=meta["image_mean"], image_std=meta["image_std"])
         ta = meta["train_all"] if train_all is None else train_all
         if meta["weights"] == "trained":  # only the trained parts are here; the rest is the base checkpoint
-            model = cls._from_instructblip(meta["base_model"], dtype=dtype, train_all=ta)
+            model = cls._from_instructblip(meta["base_model"], dtype=dtype, train_all=ta,
+                                           joint_difference=meta.get("joint_difference", False))
             model.tokenizer, model.qformer_tokenizer = tok, qtok
             missing, unexpected = model.load_state_dict(load_file(path / WEIGHTS_FILE), strict=False)
             frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
@@ -178,7 +189,8 @@ class MTSTGenerator(nn.Module):
         else:
             config = InstructBlipConfig.from_pretrained(path)
             model = cls(config, tok, qtok, train_all=ta, base_model=meta.get("base_model"),
-                        query_grid=meta.get("query_grid"), **kw)
+                        query_grid=meta.get("query_grid"), joint_difference=meta.get("joint_difference", False),
+                        interleave=meta.get("interleave", False), **kw)
             load_model(model, path / WEIGHTS_FILE)
             if dtype is not None:
                 model.to(dtype)
@@ -186,7 +198,9 @@ class MTSTGenerator(nn.Module):
         return model.to(device) if device is not None else model
 
     @classmethod
-    def _from_instructblip(cls, path_or_id: str, *, dtype: torch.dtype | None, train_all: bool) -> MTSTGenerator:
+    def _from_instructblip(
+        cls, path_or_id: str, *, dtype: torch.dtype | None, train_all: bool, joint_difference: bool = False
+    ) -> MTSTGenerator:
         ib = InstructBlipForConditionalGeneration.from_pretrained(
             path_or_id, use_safetensors=True, trust_remote_code=False, dtype=dtype or torch.float32
         )
@@ -197,7 +211,8 @@ class MTSTGenerator(nn.Module):
             qtok = tok
         mean, std = _image_stats(path_or_id)
         return cls(
-            ib.config, tok, qtok, train_all=train_all, image_mean=mean, image_std=std, base_model=path_or_id, parts=ib
+            ib.config, tok, qtok, train_all=train_all, image_mean=mean, image_std=std, base_model=path_or_id, parts=ib,
+            joint_difference=joint_difference,
         )
 
     def save_pretrained(self, save_dir: str | Path) -> Path:
@@ -209,6 +224,7 @@ class MTSTGenerator(nn.Module):
             "format": "cirforge-mtst", "version": 1, "weights": "trained" if partial else "full",
             "base_model": self.base_model, "train_all": self.train_all, "instruction": self.instruction,
             "image_mean": list(self.image_mean), "image_std": list(self.image_std), "query_grid": self.query_grid,
+            "joint_difference": self.joint_difference, "interleave": self.interleave,
         }
         self.config.save_pretrained(save_dir)
         if partial:
@@ -294,10 +310,17 @@ class MTSTGenerator(nn.Module):
         return out.last_hidden_state[:, :n_query]
 
     def prefix_embeds(self, ref: ImageFeatures, tgt: ImageFeatures) -> torch.Tensor:
-        """LLM input before the text: [proj(ref q); proj(tgt q); proj(joint q); instruction], [B, L, H]."""
+        """LLM input before the text: [proj(ref q); proj(tgt q); proj(joint q); instruction], [B, L, H]
+        (with ``interleave``, the queries region by region: ref q_0, tgt q_0, joint q_0, ref q_1, ...)."""
         seg = self.joint_segments.to(ref.patches.dtype)
-        joint = self._qformer(torch.cat([ref.patches + seg[0], tgt.patches + seg[1]], dim=1), n_images=2)
-        queries = torch.cat([ref.queries, tgt.queries, joint], dim=1)
+        blocks = [ref.patches + seg[0], tgt.patches + seg[1]]
+        if self.joint_difference:
+            blocks.append(tgt.patches - ref.patches + seg[2])
+        joint = self._qformer(torch.cat(blocks, dim=1), n_images=len(blocks))
+        if self.interleave:  # region by region: ref q_i, target q_i, joint q_i, ...
+            queries = torch.stack([ref.queries, tgt.queries, joint], dim=2).flatten(1, 2)
+        else:
+            queries = torch.cat([ref.queries, tgt.queries, joint], dim=1)
         visual = self.language_projection(queries.to(self.dtype))
         embed = self.language_model.get_input_embeddings()
         instr = embed(torch.tensor([self.instruction_ids], device=visual.device)).expand(visual.shape[0], -1, -1)

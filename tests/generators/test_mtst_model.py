@@ -124,8 +124,13 @@ def test_bf16_forward(tiny_model):
     assert model.loss(feats[:1], feats[1:], ["make it red"]).isfinite()
 
 
-def test_the_joint_pass_knows_which_image_is_the_reference(tiny_model):
-    # Without segment embeddings the joint Q-Former pass is the same for (a, b) and (b, a).
+def test_the_joint_pass_knows_which_image_is_the_reference(tokenizer):
+    # Without segment embeddings (and without the difference block) the joint Q-Former pass is the
+    # same for (a, b) and (b, a).
+    from tests.generators.conftest import SMALL
+
+    plain = {"joint_difference": False, "interleave_prefix": False}  # block order: slices below
+    tiny_model = MTSTGenerator.tiny(tokenizer, SMALL.model_copy(update=plain), seed=0)
     feats = tiny_model.encode_images(torch.randn(2, 3, 32, 32))
     n = tiny_model.config.num_query_tokens
     with torch.no_grad():  # as after training: the init (std 0.02) differs only a little
@@ -143,7 +148,8 @@ def test_the_joint_pass_knows_which_image_is_the_reference(tiny_model):
 
 def test_region_queries_read_only_their_region_in_every_pass(tiny_model):
     # SMALL: 4 queries on a 2 x 2 grid over 4 x 4 patches: query r * 2 + c reads the 2 x 2 patches of
-    # region (r, c) and CLS, of the one image (per-image pass) or of both images (joint pass).
+    # region (r, c) and CLS, of the one image (per-image pass) or of all three blocks (joint pass:
+    # reference, target and their difference).
     tiny_model.qformer.set_attn_implementation("eager")  # sdpa does not return attention weights
     seen = []
     real = tiny_model.qformer.forward
@@ -164,7 +170,7 @@ def test_region_queries_read_only_their_region_in_every_pass(tiny_model):
                 region[q, 1 + pr * 4 + pc] = True
     per_image, joint = seen
     assert torch.equal(per_image[0, 0] > 0, region) and torch.equal(per_image[1, 1] > 0, region)
-    assert torch.equal(joint[0, 0] > 0, region.repeat(1, 2))
+    assert torch.equal(joint[0, 0] > 0, region.repeat(1, 3))
     torch.testing.assert_close(joint.sum(-1), torch.ones_like(joint.sum(-1)))
 
 
@@ -181,3 +187,51 @@ def test_the_query_grid_is_saved_with_the_model(tiny_model, tmp_path):
     loaded = MTSTGenerator.from_pretrained(tiny_model.save_pretrained(tmp_path / "m"))
     assert loaded.query_grid == 2 and torch.equal(loaded._windows, tiny_model._windows)
 
+
+
+def test_joint_difference_adds_target_minus_reference_patches_to_the_joint_pass(tokenizer, tmp_path):
+    from tests.generators.conftest import SMALL
+
+    model = MTSTGenerator.tiny(tokenizer, SMALL, seed=0)  # joint_difference is the default
+    assert model.joint_difference and model.joint_segments.shape[0] == 3
+    seen = []
+    real = model.qformer.forward
+
+    def forward(*args, **kwargs):
+        seen.append((kwargs["encoder_hidden_states"], kwargs["encoder_attention_mask"]))
+        return real(*args, **kwargs)
+
+    model.qformer.forward = forward
+    feats = model.encode_images(torch.randn(2, 3, 32, 32))
+    with torch.no_grad():
+        model.prefix_embeds(feats[[0]], feats[[1]])
+    states, mask = seen[-1]
+    ref, tgt, seg = feats.patches[0], feats.patches[1], model.joint_segments
+    n = ref.shape[0]
+    torch.testing.assert_close(states[0], torch.cat([ref + seg[0], tgt + seg[1], tgt - ref + seg[2]]))
+    # each region query reads its region (and CLS) of all three blocks
+    assert torch.equal(mask[0, 0] == 0, model._windows.repeat(1, 3)) and mask.shape[-1] == 3 * n
+    loaded = MTSTGenerator.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    assert loaded.joint_difference and torch.equal(loaded.joint_segments, model.joint_segments)
+    # without it (and in models saved before the option) the joint pass reads two blocks
+    plain = MTSTGenerator.tiny(tokenizer, SMALL.model_copy(update={"joint_difference": False}), seed=0)
+    assert plain.joint_segments.shape[0] == 2
+
+
+def test_interleave_orders_the_prefix_region_by_region(tokenizer, tmp_path):
+    from tests.generators.conftest import SMALL
+
+    model = MTSTGenerator.tiny(tokenizer, SMALL, seed=0)  # interleave_prefix is the default
+    assert model.interleave
+    feats = model.encode_images(torch.randn(2, 3, 32, 32))
+    n = model.config.num_query_tokens
+    with torch.no_grad():
+        mixed = model.prefix_embeds(feats[[0]], feats[[1]])
+        model.interleave = False
+        blocks = model.prefix_embeds(feats[[0]], feats[[1]])
+        model.interleave = True
+    # region i: ref q_i, target q_i, joint q_i; then the instruction, as in block order
+    order = [b * n + i for i in range(n) for b in range(3)]
+    torch.testing.assert_close(mixed[:, : 3 * n], blocks[:, order])
+    torch.testing.assert_close(mixed[:, 3 * n:], blocks[:, 3 * n:])
+    assert MTSTGenerator.from_pretrained(model.save_pretrained(tmp_path / "m")).interleave
