@@ -53,7 +53,7 @@ class MTSTModelConfig(_Section):
         "(and CLS), in every pass; needs num_query_tokens = g * g; None: every query reads every patch (InstructBLIP)",
     )
     joint_difference: bool = Field(
-        True, description="the joint Q-Former pass also reads target - reference patches (a third block, "
+        True, description="tiny: the joint Q-Former pass also reads target - reference patches (a third block, "
         "with its own segment embedding), so an unchanged region reads as zero there",
     )
     interleave_prefix: bool = Field(

@@ -180,7 +180,8 @@ class MTSTGenerator(nn.Module):
         ta = meta["train_all"] if train_all is None else train_all
         if meta["weights"] == "trained":  # only the trained parts are here; the rest is the base checkpoint
             model = cls._from_instructblip(meta["base_model"], dtype=dtype, train_all=ta,
-                                           joint_difference=meta.get("joint_difference", False))
+                                           joint_difference=meta.get("joint_difference", False),
+                                           interleave=meta.get("interleave", False))
             model.tokenizer, model.qformer_tokenizer = tok, qtok
             missing, unexpected = model.load_state_dict(load_file(path / WEIGHTS_FILE), strict=False)
             frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
@@ -199,7 +200,8 @@ class MTSTGenerator(nn.Module):
 
     @classmethod
     def _from_instructblip(
-        cls, path_or_id: str, *, dtype: torch.dtype | None, train_all: bool, joint_difference: bool = False
+        cls, path_or_id: str, *, dtype: torch.dtype | None, train_all: bool, joint_difference: bool = False,
+        interleave: bool = False,
     ) -> MTSTGenerator:
         ib = InstructBlipForConditionalGeneration.from_pretrained(
             path_or_id, use_safetensors=True, trust_remote_code=False, dtype=dtype or torch.float32
@@ -212,7 +214,7 @@ class MTSTGenerator(nn.Module):
         mean, std = _image_stats(path_or_id)
         return cls(
             ib.config, tok, qtok, train_all=train_all, image_mean=mean, image_std=std, base_model=path_or_id, parts=ib,
-            joint_difference=joint_difference,
+            joint_difference=joint_difference, interleave=interleave,
         )
 
     def save_pretrained(self, save_dir: str | Path) -> Path:
