@@ -188,7 +188,6 @@ def test_the_query_grid_is_saved_with_the_model(tiny_model, tmp_path):
     assert loaded.query_grid == 2 and torch.equal(loaded._windows, tiny_model._windows)
 
 
-
 def test_joint_difference_adds_target_minus_reference_patches_to_the_joint_pass(tokenizer, tmp_path):
     from tests.generators.conftest import SMALL
 
