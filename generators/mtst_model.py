@@ -49,6 +49,9 @@ WEIGHTS_FILE = "model.safetensors"
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
+# How the parts are wired, beyond the InstructBLIP config: constructor arguments saved in META_FILE,
+# with the value a model saved before each of them had.
+LAYOUT = {"query_grid": None, "joint_difference": False, "interleave": False}
 
 
 @dataclass
@@ -178,10 +181,9 @@ class MTSTGenerator(nn.Module):
         qtok = AutoTokenizer.from_pretrained(path / "qformer_tokenizer")
         kw = dict(instruction=meta["instruction"], image_mean=meta["image_mean"], image_std=meta["image_std"])
         ta = meta["train_all"] if train_all is None else train_all
+        layout = {k: meta.get(k, default) for k, default in LAYOUT.items()}
         if meta["weights"] == "trained":  # only the trained parts are here; the rest is the base checkpoint
-            model = cls._from_instructblip(meta["base_model"], dtype=dtype, train_all=ta,
-                                           joint_difference=meta.get("joint_difference", False),
-                                           interleave=meta.get("interleave", False))
+            model = cls._from_instructblip(meta["base_model"], dtype=dtype, train_all=ta, **layout)
             model.tokenizer, model.qformer_tokenizer = tok, qtok
             missing, unexpected = model.load_state_dict(load_file(path / WEIGHTS_FILE), strict=False)
             frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
@@ -189,9 +191,7 @@ class MTSTGenerator(nn.Module):
                 raise ValueError(f"{path}: weights do not fit the base {meta['base_model']!r}: {unexpected or missing}")
         else:
             config = InstructBlipConfig.from_pretrained(path)
-            model = cls(config, tok, qtok, train_all=ta, base_model=meta.get("base_model"),
-                        query_grid=meta.get("query_grid"), joint_difference=meta.get("joint_difference", False),
-                        interleave=meta.get("interleave", False), **kw)
+            model = cls(config, tok, qtok, train_all=ta, base_model=meta.get("base_model"), **layout, **kw)
             load_model(model, path / WEIGHTS_FILE)
             if dtype is not None:
                 model.to(dtype)
@@ -200,9 +200,9 @@ class MTSTGenerator(nn.Module):
 
     @classmethod
     def _from_instructblip(
-        cls, path_or_id: str, *, dtype: torch.dtype | None, train_all: bool, joint_difference: bool = False,
-        interleave: bool = False,
+        cls, path_or_id: str, *, dtype: torch.dtype | None, train_all: bool, **layout
     ) -> MTSTGenerator:
+        """An InstructBLIP checkpoint's parts, wired with ``layout`` (LAYOUT's keys; its defaults if none)."""
         ib = InstructBlipForConditionalGeneration.from_pretrained(
             path_or_id, use_safetensors=True, trust_remote_code=False, dtype=dtype or torch.float32
         )
@@ -214,7 +214,7 @@ class MTSTGenerator(nn.Module):
         mean, std = _image_stats(path_or_id)
         return cls(
             ib.config, tok, qtok, train_all=train_all, image_mean=mean, image_std=std, base_model=path_or_id, parts=ib,
-            joint_difference=joint_difference, interleave=interleave,
+            **layout,
         )
 
     def save_pretrained(self, save_dir: str | Path) -> Path:
@@ -225,8 +225,8 @@ class MTSTGenerator(nn.Module):
         meta = {
             "format": "cirforge-mtst", "version": 1, "weights": "trained" if partial else "full",
             "base_model": self.base_model, "train_all": self.train_all, "instruction": self.instruction,
-            "image_mean": list(self.image_mean), "image_std": list(self.image_std), "query_grid": self.query_grid,
-            "joint_difference": self.joint_difference, "interleave": self.interleave,
+            "image_mean": list(self.image_mean), "image_std": list(self.image_std),
+            **{k: getattr(self, k) for k in LAYOUT},
         }
         self.config.save_pretrained(save_dir)
         if partial:
