@@ -23,6 +23,8 @@ __all__ = ["INSTRUCTION", "MTSTConfig", "MTSTDataConfig", "MTSTEvalConfig", "MTS
 # 2: segment embeddings on the joint Q-Former pass. 3: the caption stage. 4: region queries (query_grid).
 # 5: the difference block of the joint pass (joint_difference), the prefix region by region (interleave_prefix).
 MTST_ARCH = 5
+# Training options added after MTST_ARCH 5, with the value that trains as before they existed.
+_TRAIN_ADDED = {"dropout": None, "freeze_vision": False}
 
 
 class _Section(BaseModel):
@@ -113,12 +115,21 @@ class MTSTTrainConfig(_Section):
     warmup_steps: int = Field(50, ge=0)
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
+    dropout: float | None = Field(
+        None, ge=0, lt=1, description="pair stage: dropout in the Q-Former (hidden and attention) and the trained "
+        "LLM's attention; None: the model's own (0 for tiny, a checkpoint's config); the caption stage runs "
+        "without (with it the queries learned shapes less often)",
+    )
     caption_steps: int = Field(
         600, ge=0, description="tiny model: first caption single rendered ShapesWorld scenes for this many steps "
         "so the queries learn the objects; 0: skip; not used with model.pretrained",
     )
     caption_batch_size: int = Field(64, ge=1, description="scenes per caption-stage step")
     caption_images: int = Field(20_000, ge=1, description="rendered scenes (with captions) for that stage")
+    freeze_vision: bool = Field(
+        False, description="tiny model: the pair stage keeps the vision encoder as the caption stage left it "
+        "(frozen, as at real size) and computes each seed image's patches once",
+    )
     both_directions: bool = Field(True, description="also learn (target, reference) -> reverse text")
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
     cache_dir: Path = Field(Path("cache/mtst"), description="runs live in <cache_dir>/<config hash>/")
@@ -175,12 +186,12 @@ class MTSTConfig(_Section):
 
     def train_hash(self) -> str:
         """Hash of what changes the trained weights (model, data, train; not paths or progress)."""
-        d = {
-            "arch": MTST_ARCH,
-            "model": self.model.model_dump(mode="json"),
-            "data": self.data.model_dump(mode="json"),
-            "train": self.train.model_dump(mode="json", exclude={"cache_dir", "progress", "num_threads", "checkpoint_every"}),
-        }
+        train = self.train.model_dump(mode="json", exclude={"cache_dir", "progress", "num_threads", "checkpoint_every"})
+        for k, neutral in _TRAIN_ADDED.items():  # options added later hash as before while they change nothing
+            if train[k] == neutral:
+                del train[k]
+        d = {"arch": MTST_ARCH, "model": self.model.model_dump(mode="json"), "data": self.data.model_dump(mode="json"),
+             "train": train}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

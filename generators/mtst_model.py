@@ -255,6 +255,17 @@ class MTSTGenerator(nn.Module):
             self.vision_model.requires_grad_(False)
             self.language_model.requires_grad_(False)
 
+    def set_dropout(self, p: float) -> None:
+        """Dropout ``p`` in the Q-Former (hidden states and attention) and in the LLM's attention (the
+        vision encoder stays without); frozen parts run in eval mode, so it acts on what is trained."""
+        qc, tc = self.config.qformer_config, self.config.text_config
+        qc.hidden_dropout_prob = qc.attention_probs_dropout_prob = tc.attention_dropout = float(p)
+        for module in (*self.qformer.modules(), *self.language_model.modules()):
+            if isinstance(module, nn.Dropout):
+                module.p = float(p)
+            if isinstance(getattr(module, "attention_dropout", None), float):
+                module.attention_dropout = float(p)
+
     def train(self, mode: bool = True) -> MTSTGenerator:
         super().train(mode)
         if not self.train_all:  # frozen parts never run dropout
@@ -287,7 +298,10 @@ class MTSTGenerator(nn.Module):
     def encode_images(self, pixel_values: torch.Tensor) -> ImageFeatures:
         """Vision encoder + per-image Q-Former pass for a batch of images; reuse the result across pairs."""
         pv = pixel_values.to(self.device, self.vision_model.dtype)
-        patches = self.vision_model(pixel_values=pv).last_hidden_state
+        return self.encode_patches(self.vision_model(pixel_values=pv).last_hidden_state)
+
+    def encode_patches(self, patches: torch.Tensor) -> ImageFeatures:
+        """The per-image Q-Former pass over vision patches computed before (a frozen vision encoder's)."""
         return ImageFeatures(patches, self._qformer(patches))
 
     def _qformer(self, patches: torch.Tensor, n_images: int = 1) -> torch.Tensor:

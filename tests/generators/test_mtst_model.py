@@ -234,3 +234,26 @@ def test_interleave_orders_the_prefix_region_by_region(tokenizer, tmp_path):
     torch.testing.assert_close(mixed[:, : 3 * n], blocks[:, order])
     torch.testing.assert_close(mixed[:, 3 * n:], blocks[:, 3 * n:])
     assert MTSTGenerator.from_pretrained(model.save_pretrained(tmp_path / "m")).interleave
+
+
+def test_set_dropout_acts_in_training_only_and_is_saved_with_the_model(tiny_model, tmp_path):
+    model = tiny_model
+    model.set_dropout(0.3)
+    assert model.config.qformer_config.hidden_dropout_prob == 0.3 == model.config.text_config.attention_dropout
+    feats = model.encode_images(torch.randn(2, 3, 32, 32))
+    model.train()
+    a = model.loss(feats[:1], feats[1:], ["make it red"])
+    assert not torch.equal(a, model.loss(feats[:1], feats[1:], ["make it red"]))  # another mask each call
+    model.eval()
+    with torch.no_grad():
+        feats = model.encode_images(torch.randn(2, 3, 32, 32))
+        b = model.loss(feats[:1], feats[1:], ["make it red"])
+        assert torch.equal(b, model.loss(feats[:1], feats[1:], ["make it red"]))
+    model.save_pretrained(tmp_path / "m")
+    back = MTSTGenerator.from_pretrained(tmp_path / "m")
+    assert back.config.qformer_config.attention_probs_dropout_prob == 0.3
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.3 for m in back.qformer.modules())
+    model.set_dropout(0.0)  # off again: training-mode losses agree
+    model.train()
+    with torch.no_grad():
+        assert torch.equal(model.loss(feats[:1], feats[1:], ["make it red"]), b)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from generators.config import MTSTConfig
@@ -65,7 +66,50 @@ def test_the_caption_stage_teaches_scene_words_before_the_pair_training(tmp_path
     assert model.tokenizer.convert_tokens_to_ids("scene") != model.tokenizer.unk_token_id
     losses = _caption_stage(model, cfg, images, captions)
     assert len(losses) == 12 and sum(losses[-3:]) < sum(losses[:3])
-    # the whole run: the stage runs first, and the tokenizer saved with the model knows caption words
-    res = train_mtst(cfg, seed_set)
+    # the whole run: the stage runs first, and the tokenizer saved with the model knows caption words;
+    # 12 steps leave the caption loss high, and the run says so
+    with pytest.warns(UserWarning, match="caption stage ended at loss .* raise train.caption_steps"):
+        res = train_mtst(cfg, seed_set)
     back = MTSTGenerator.from_pretrained(res.model_dir)
     assert back.tokenizer.convert_tokens_to_ids("scene") != back.tokenizer.unk_token_id
+
+
+def test_pair_stage_dropout_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path, seed_set):
+    opts = dict(dropout=0.2)
+    whole = train_mtst(_config(tmp_path / "whole", **opts), seed_set)
+    cfg = _config(tmp_path / "cut", **opts)
+    train_mtst(cfg, seed_set, stop_after=4)
+    rest = train_mtst(cfg, seed_set)
+    assert rest.losses == whole.losses
+    wa, wb = _weights(whole.model_dir), _weights(rest.model_dir)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    plain = train_mtst(_config(tmp_path / "plain"), seed_set)
+    assert plain.losses[0] != whole.losses[0]  # dropout changes the loss
+    assert MTSTGenerator.from_pretrained(whole.model_dir).config.qformer_config.hidden_dropout_prob == 0.2
+
+
+def test_freeze_vision_keeps_the_vision_encoder_and_trains_the_rest(tmp_path, seed_set):
+    from generators.train_mtst import _initial_model
+
+    cfg = _config(tmp_path, freeze_vision=True)
+    start = _initial_model(cfg, seed_set).state_dict()
+    res = train_mtst(cfg, seed_set)
+    end = _weights(res.model_dir)
+    vision = [k for k in start if k.startswith("vision_model.")]
+    assert vision and all(torch.equal(start[k], end[k]) for k in vision)
+    assert not torch.equal(start["query_tokens"], end["query_tokens"])
+    cut = _config(tmp_path / "cut", freeze_vision=True)
+    train_mtst(cut, seed_set, stop_after=4)
+    rest = _weights(train_mtst(cut, seed_set).model_dir)
+    assert all(torch.equal(rest[k], end[k]) for k in end)
+
+
+def test_the_training_hash_changes_with_what_changes_the_weights_only():
+    base = MTSTConfig()
+    h = base.train_hash()
+    assert MTSTConfig(train={"progress": False, "num_threads": 1, "cache_dir": "elsewhere"}).train_hash() == h
+    # options added later hash as before at the value that trains as before, and change it otherwise
+    assert MTSTConfig(train={"dropout": None, "freeze_vision": False}).train_hash() == h
+    others = {MTSTConfig(train=t).train_hash() for t in ({"dropout": 0.0}, {"dropout": 0.1}, {"freeze_vision": True},
+                                                         {"lr": 1e-3})}
+    assert len(others) == 4 and h not in others
