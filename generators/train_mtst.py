@@ -165,7 +165,8 @@ def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, ca
         idx = rng.integers(0, len(captions), size=t.caption_batch_size)
         for g in opt.param_groups:
             g["lr"] = t.lr * min(1.0, (step + 1) / max(1, t.warmup_steps))
-        loss = _caption_loss(model, pixels, captions, idx)
+        feats = model.encode_images(_normalize(model, pixels[idx]))
+        loss = model.loss(feats, feats, [captions[i] for i in idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
@@ -178,21 +179,16 @@ def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, ca
 def _warn_if_scenes_not_learned(losses: list[float]) -> None:
     """ShapesWorld captions are exact, so stage 1 ends near zero loss when the queries read every
     object; over 6 seeds it ended at 0.016-0.050 when they told shapes apart (linear probe 98-100%)
-    and at 0.12-0.15 when they did not (67-83%), and those runs then get most shape edits wrong."""
+    and at 0.12-0.15 when they did not (67-83%); the full runs with such a stage 1 (with dropout in it)
+    got most shape edits wrong."""
     tail = float(np.mean(losses[-50:])) if losses else 0.0
     if tail > CAPTION_LOSS_WARN:
         warnings.warn(
             f"MTST caption stage ended at loss {tail:.3f} (> {CAPTION_LOSS_WARN}): the queries may not tell "
-            "the shapes apart, and the generator will then get most shape edits wrong; raise "
+            "the shapes apart, and the generator then gets many shape edits wrong; raise "
             "train.caption_steps (1000 learned them where 600 did not) or try another train.seed",
             stacklevel=3,
         )
-
-
-def _caption_loss(model: MTSTGenerator, pixels: torch.Tensor, captions: list[str], idx) -> torch.Tensor:
-    """The captioning loss: reference and target are the same scene, the text is its caption."""
-    feats = model.encode_images(_normalize(model, pixels[idx]))
-    return model.loss(feats, feats, [captions[i] for i in idx])
 
 
 def _batch_indices(seed: int, step: int, bs: int, n: int) -> np.ndarray:
