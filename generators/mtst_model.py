@@ -297,8 +297,12 @@ class MTSTGenerator(nn.Module):
 
     def encode_images(self, pixel_values: torch.Tensor) -> ImageFeatures:
         """Vision encoder + per-image Q-Former pass for a batch of images; reuse the result across pairs."""
+        return self.encode_patches(self.encode_vision(pixel_values))
+
+    def encode_vision(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """The vision encoder alone: patch embeddings [B, 1 + patches, vision hidden] on the model's device."""
         pv = pixel_values.to(self.device, self.vision_model.dtype)
-        return self.encode_patches(self.vision_model(pixel_values=pv).last_hidden_state)
+        return self.vision_model(pixel_values=pv).last_hidden_state
 
     def encode_patches(self, patches: torch.Tensor) -> ImageFeatures:
         """The per-image Q-Former pass over vision patches computed before (a frozen vision encoder's)."""

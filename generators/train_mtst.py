@@ -91,7 +91,7 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
     if frozen_vision:  # the patches never change: compute them once
         model.vision_model.eval()
         with torch.no_grad():
-            patches = torch.cat([model.vision_model(pixel_values=_normalize(model, pixels[i : i + 256])).last_hidden_state
+            patches = torch.cat([model.encode_vision(_normalize(model, pixels[i : i + 256]))
                                  for i in range(0, len(pixels), 256)])
         encode = lambda ix: model.encode_patches(patches[ix])  # noqa: E731
     else:
