@@ -24,7 +24,7 @@ __all__ = ["INSTRUCTION", "MTSTConfig", "MTSTDataConfig", "MTSTEvalConfig", "MTS
 # 5: the difference block of the joint pass (joint_difference), the prefix region by region (interleave_prefix).
 MTST_ARCH = 5
 # Training options added after MTST_ARCH 5, with the value that trains as before they existed.
-_TRAIN_ADDED = {"dropout": None, "freeze_vision": False}
+_TRAIN_ADDED = {"dropout": None, "freeze_vision": False, "permute_attributes": 0.0}
 
 
 class _Section(BaseModel):
@@ -129,6 +129,12 @@ class MTSTTrainConfig(_Section):
     freeze_vision: bool = Field(
         False, description="tiny model: the pair stage keeps the vision encoder as the caption stage left it "
         "(frozen, as at real size) and computes each seed image's patches once",
+    )
+    permute_attributes: float = Field(
+        1.0, ge=0, le=1, description="ShapesWorld seed sets: the share of each step's pairs shown with their "
+        "colors, shapes and settings renamed by a random permutation, in both scenes (re-rendered) and both "
+        "texts (the words swapped; the texts stay true); 0: every pair as annotated; a seed set without "
+        "scenes (CIRR/FashionIQ layout) always trains as annotated",
     )
     both_directions: bool = Field(True, description="also learn (target, reference) -> reverse text")
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")

@@ -21,9 +21,10 @@ from safetensors.torch import load_file, load_model, save_file
 from tqdm.auto import tqdm
 
 from generators.config import MTSTConfig, load_mtst_config
-from generators.mtst_data import SeedSet, shapesworld_captions, shapesworld_seed_set
+from generators.mtst_data import SeedSet, permuted_pair, shapesworld_captions, shapesworld_seed_set
 from generators.mtst_model import META_FILE, MTSTGenerator
 from generators.mtst_tokenizer import build_word_tokenizer
+from pipeline.shapesworld.scene import COLORS, SETTINGS, SHAPES
 
 KEEP_CHECKPOINTS = 2
 CAPTION_LOSS_WARN = 0.1  # mean caption loss over the last 50 steps of stage 1 (see _warn_if_scenes_not_learned)
@@ -87,8 +88,9 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
     step, losses = 0, []
     if ckpt is not None:
         step, losses = _load_trainer_state(ckpt, opt)
-    pixels = torch.from_numpy(_resized(data.images, model.config.vision_config.image_size))  # uint8
-    if frozen_vision:  # the patches never change: compute them once
+    permute = _permute_share(cfg, data)  # > 0: every step renders its own batch (_permuted_batch)
+    pixels = None if permute else torch.from_numpy(_resized(data.images, model.config.vision_config.image_size))
+    if frozen_vision and not permute:  # the patches never change: compute them once
         model.vision_model.eval()
         with torch.no_grad():
             patches = torch.cat([model.encode_vision(_normalize(model, pixels[i : i + 256]))
@@ -108,7 +110,13 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
         torch.manual_seed(cfg.train.seed * 1_000_003 + step)  # dropout masks: a resumed run draws the same
         for g in opt.param_groups:
             g["lr"] = _lr_at(cfg, step, n_steps)
-        loss = _batch_loss(model, data, encode, idx, cfg.train.both_directions)
+        if permute:  # this step's pairs, some renamed and re-rendered: a batch of their own
+            batch, px = _permuted_batch(data, idx, np.random.default_rng([cfg.train.seed, 2, step]), permute,
+                                        model.config.vision_config.image_size)
+            loss = _batch_loss(model, batch, lambda ix: model.encode_images(_normalize(model, px[ix])),
+                               range(len(idx)), cfg.train.both_directions)
+        else:
+            loss = _batch_loss(model, data, encode, idx, cfg.train.both_directions)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
@@ -136,7 +144,8 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
 def _initial_model(cfg: MTSTConfig, data: SeedSet, captions=None) -> MTSTGenerator:
     if cfg.model.pretrained:
         return MTSTGenerator.from_pretrained(cfg.model.pretrained, train_all=bool(cfg.model.train_all))
-    tok = build_word_tokenizer([*data.texts(), *(captions[1] if captions else []), cfg.model.instruction])
+    renamed = [" ".join((*COLORS, *SHAPES, *SETTINGS, "a", "an"))] if _permute_share(cfg, data) else []
+    tok = build_word_tokenizer([*data.texts(), *(captions[1] if captions else []), *renamed, cfg.model.instruction])
     return MTSTGenerator.tiny(tok, cfg.model, seed=cfg.train.seed)
 
 
@@ -178,9 +187,9 @@ def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, ca
 
 def _warn_if_scenes_not_learned(losses: list[float]) -> None:
     """ShapesWorld captions are exact, so stage 1 ends near zero loss when the queries read every
-    object; over 6 seeds it ended at 0.016-0.050 when they told shapes apart (linear probe 98-100%)
-    and at 0.12-0.15 when they did not (67-83%); the full runs with such a stage 1 (with dropout in it)
-    got most shape edits wrong."""
+    object; in 6 probe runs (seeds 0-5, a tokenizer from 200 triplets) it ended at 0.016-0.050 when
+    they told shapes apart (linear probe 98-100%) and at 0.12-0.15 when they did not (67-83%); the
+    full runs with such a stage 1 (with dropout in it) got most shape edits wrong."""
     tail = float(np.mean(losses[-50:])) if losses else 0.0
     if tail > CAPTION_LOSS_WARN:
         warnings.warn(
@@ -212,6 +221,28 @@ def _batch_loss(model: MTSTGenerator, data: SeedSet, encode, idx, both: bool) ->
     if both and rev:
         loss = (loss + model.loss(tgt[rev], ref[rev], [pairs[k][3] for k in rev])) / 2
     return loss
+
+
+def _permute_share(cfg: MTSTConfig, data: SeedSet) -> float:
+    """``train.permute_attributes`` for a seed set with ShapesWorld scenes; 0 for one without (a
+    CIRR/FashionIQ layout, noise): its images cannot be re-rendered, so it trains as annotated."""
+    return cfg.train.permute_attributes if data.scenes is not None else 0.0
+
+
+def _permuted_batch(data: SeedSet, idx, rng: np.random.Generator, share: float, size: int):
+    """The pairs ``idx`` as a SeedSet of their own (images 2k, 2k + 1), a ``share`` of them with
+    colors, shapes and settings renamed (``permuted_pair``), and its images resized to ``size``, uint8."""
+    images, pairs = [], []
+    for k, i in enumerate(idx):
+        r, t, fwd, rev = data.pairs[i]
+        if rng.random() < share:
+            a, b, (fwd, rev) = permuted_pair((data.scenes[r], data.scenes[t]), (fwd, rev), rng, data.images.shape[1])
+        else:
+            a, b = data.images[r], data.images[t]
+        images += [a, b]
+        pairs.append((2 * k, 2 * k + 1, fwd, rev))
+    images = np.stack(images)
+    return SeedSet(images, pairs), torch.from_numpy(_resized(images, size))
 
 
 def _resized(images: np.ndarray, size: int) -> np.ndarray:
