@@ -114,6 +114,13 @@ def shapesworld_family_pairs(n_pairs: int, *, seed: int, image_size: int = 64, v
     return SeedSet(np.stack(images), pairs, scenes)
 
 
+def renamed_vocabulary() -> tuple[str, ...]:
+    """Every word ``renamed_text`` can write: the colors, shapes and settings, and the articles it mends."""
+    from pipeline.shapesworld.scene import COLORS, SETTINGS, SHAPES
+
+    return (*COLORS, *SHAPES, *SETTINGS, "a", "an")
+
+
 def attribute_permutation(rng: np.random.Generator) -> dict[str, str]:
     """One random renaming of the ShapesWorld colors, shapes and settings (each among its own kind)."""
     from pipeline.shapesworld.scene import COLORS, SETTINGS, SHAPES

@@ -21,10 +21,9 @@ from safetensors.torch import load_file, load_model, save_file
 from tqdm.auto import tqdm
 
 from generators.config import MTSTConfig, load_mtst_config
-from generators.mtst_data import SeedSet, permuted_pair, shapesworld_captions, shapesworld_seed_set
+from generators.mtst_data import SeedSet, permuted_pair, renamed_vocabulary, shapesworld_captions, shapesworld_seed_set
 from generators.mtst_model import META_FILE, MTSTGenerator
 from generators.mtst_tokenizer import build_word_tokenizer
-from pipeline.shapesworld.scene import COLORS, SETTINGS, SHAPES
 
 KEEP_CHECKPOINTS = 2
 CAPTION_LOSS_WARN = 0.1  # mean caption loss over the last 50 steps of stage 1 (see _warn_if_scenes_not_learned)
@@ -144,7 +143,7 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
 def _initial_model(cfg: MTSTConfig, data: SeedSet, captions=None) -> MTSTGenerator:
     if cfg.model.pretrained:
         return MTSTGenerator.from_pretrained(cfg.model.pretrained, train_all=bool(cfg.model.train_all))
-    renamed = [" ".join((*COLORS, *SHAPES, *SETTINGS, "a", "an"))] if _permute_share(cfg, data) else []
+    renamed = [" ".join(renamed_vocabulary())] if _permute_share(cfg, data) else []
     tok = build_word_tokenizer([*data.texts(), *(captions[1] if captions else []), *renamed, cfg.model.instruction])
     return MTSTGenerator.tiny(tok, cfg.model, seed=cfg.train.seed)
 
