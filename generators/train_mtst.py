@@ -87,16 +87,20 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
     step, losses = 0, []
     if ckpt is not None:
         step, losses = _load_trainer_state(ckpt, opt)
+
+    def encoder(pixels: torch.Tensor):  # image indices -> ImageFeatures (vision encoder + Q-Former)
+        return lambda ix: model.encode_images(_normalize(model, pixels[ix]))
+
     permute = _permute_share(cfg, data)  # > 0: every step renders its own batch (_permuted_batch)
-    pixels = None if permute else torch.from_numpy(_resized(data.images, model.config.vision_config.image_size))
-    if frozen_vision and not permute:  # the patches never change: compute them once
-        model.vision_model.eval()
-        with torch.no_grad():
-            patches = torch.cat([model.encode_vision(_normalize(model, pixels[i : i + 256]))
-                                 for i in range(0, len(pixels), 256)])
-        encode = lambda ix: model.encode_patches(patches[ix])  # noqa: E731
-    else:
-        encode = lambda ix: model.encode_images(_normalize(model, pixels[ix]))  # noqa: E731
+    if not permute:
+        pixels = torch.from_numpy(_resized(data.images, model.config.vision_config.image_size))  # uint8
+        encode = encoder(pixels)
+        if frozen_vision:  # the patches never change: compute them once
+            model.vision_model.eval()
+            with torch.no_grad():
+                patches = torch.cat([model.encode_vision(_normalize(model, pixels[i : i + 256]))
+                                     for i in range(0, len(pixels), 256)])
+            encode = lambda ix: model.encode_patches(patches[ix])  # noqa: E731
 
     # 2. the loop: the data order is a function of (seed, epoch), so a resumed run sees the same batches
     n_steps = total_steps(cfg, len(data))
@@ -112,8 +116,7 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
         if permute:  # this step's pairs, some renamed and re-rendered: a batch of their own
             batch, px = _permuted_batch(data, idx, np.random.default_rng([cfg.train.seed, 2, step]), permute,
                                         model.config.vision_config.image_size)
-            loss = _batch_loss(model, batch, lambda ix: model.encode_images(_normalize(model, px[ix])),
-                               range(len(idx)), cfg.train.both_directions)
+            loss = _batch_loss(model, batch, encoder(px), range(len(idx)), cfg.train.both_directions)
         else:
             loss = _batch_loss(model, data, encode, idx, cfg.train.both_directions)
         opt.zero_grad(set_to_none=True)
