@@ -24,8 +24,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from generators.editors import EditRequest  # noqa: E402
-from generators.editors_ip2p import InstructPix2PixEditor, random_pipeline  # noqa: E402
+from generators.negatives.editors import EditRequest  # noqa: E402
+from generators.negatives.ip2p import InstructPix2PixEditor, random_pipeline  # noqa: E402
 
 # name -> editor options; each variant is measured at each batch size given. Keys outside the
 # editor's options: "dtype" (weights for this variant), "inductor" (torch._inductor.config values).

@@ -5,7 +5,7 @@ text of exactly 20 new tokens for every pair. Two paths on the same model, in th
 
 - baseline: what a user writes with transformers: for each batch of pairs, encode both images,
   build the prefix, ``generate`` (dynamic KV cache); the reverse direction the same way again.
-- cirforge: ``generators.pair_decode``: vision + Q-Former once per image (shared by all its pairs
+- cirforge: ``generators.mtst.pair_decode``: vision + Q-Former once per image (shared by all its pairs
   and both directions), then both directions decoded in large fixed-size batches with a static
   KV cache (optionally compiled).
 
@@ -31,9 +31,9 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from generators.mtst_model import MTSTGenerator  # noqa: E402
-from generators.mtst_tokenizer import build_word_tokenizer  # noqa: E402
-from generators.pair_decode import PairDecoder, greedy_config  # noqa: E402
+from generators.mtst.model import MTSTGenerator  # noqa: E402
+from generators.mtst.tokenizer import build_word_tokenizer  # noqa: E402
+from generators.mtst.pair_decode import PairDecoder, greedy_config  # noqa: E402
 
 
 def sync(device):

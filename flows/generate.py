@@ -1,23 +1,20 @@
 """Prefect flow: mine -> prepare -> runtime -> finalize, with retries and a summary artifact.
 
 Runs with no server by default (Prefect's temporary local server); set PREFECT_API_URL to report
-to a real one. The steps live in pipeline.generate; this file only orders them.
+to a real one. The steps live in pipeline.job.generate; this file only orders them.
 """
 from __future__ import annotations
 
-import os
+from pipeline.env import set_defaults
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# A loaded 2-core machine can take over a minute to start the temporary server.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+set_defaults()  # before Prefect is imported
 
 from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pipeline import generate as steps
-from pipeline.config import RunConfig, load_config
+from pipeline.job import generate as steps
+from pipeline.job.config import RunConfig, load_config
 
 
 @task(name="mine-pairs", cache_policy=NO_CACHE)

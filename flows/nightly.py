@@ -7,10 +7,9 @@ trainers/nightly.py and trainers/registry.py; this file only orders them.
 """
 from __future__ import annotations
 
-import os
+from pipeline.env import set_defaults
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+set_defaults()  # before Prefect is imported
 
 
 from prefect import flow, task
@@ -18,7 +17,7 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from flows.generate import generate_flow
-from pipeline.config import load_config
+from pipeline.job.config import load_config
 from trainers import nightly as steps
 
 

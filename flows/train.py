@@ -5,10 +5,9 @@ real one. The steps live in trainers/ (loop, nightly, evaluate); this file only 
 """
 from __future__ import annotations
 
-import os
+from pipeline.env import set_defaults
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+set_defaults()  # before Prefect is imported
 
 from pathlib import Path
 

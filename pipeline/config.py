@@ -1,27 +1,18 @@
-"""Run configuration: one pydantic model, loaded from YAML, defaults here and nowhere else.
+"""The ground floor's config sections: the source, ShapesWorld, splits, shards, runtime.
 
-Every random choice in a run takes its seed from ``RunConfig.seed`` (combined with a unit id).
-Errors name the key, the value given and what is allowed, on one line.
+The run config that assembles them with every family's section is ``pipeline.job.config.RunConfig``.
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from filters.config import FiltersConfig
-from generators.config import MTSTConfig
-from generators.negatives_config import NegativesConfig
-from pipeline.config_base import Section, format_validation_error, set_dotted
-from pipeline.config_mining import EmbedderConfig, MiningConfig, SourceOptions
+from pipeline.config_base import ConfigError, Section
+from pipeline.config_mining import SourceOptions
 
-
-class ConfigError(ValueError):
-    """A config that cannot be used; the message is one line that names the key and the fix."""
+__all__ = ["ConfigError", "RuntimeConfig", "ShapesWorldConfig", "ShardConfig", "SourceConfig", "SplitConfig"]
 
 
 class ShapesWorldConfig(Section):
@@ -77,17 +68,6 @@ class ShardConfig(Section):
     compression: Literal["zstd", "snappy", "none"] = Field("zstd", description="Parquet compression codec")
 
 
-class GeneratorConfig(Section):
-    """Who writes the modification texts (forward, and reverse for PTHA)."""
-
-    kind: Literal["mtst", "annotator"] = Field(
-        "mtst", description="mtst: the learned MTST generator (trained on the seed set, cached by hash); "
-                            "annotator: ShapesWorld's ground-truth annotator (exact texts, no model)")
-    mtst: MTSTConfig = Field(MTSTConfig(), description="the MTST generator; a run trains it under "
-                                                      "<cache_dir>/mtst (generator.mtst.train.cache_dir is for "
-                                                      "`python -m generators.train_mtst` alone)")
-
-
 class RuntimeConfig(Section):
     """Where the stages run."""
 
@@ -96,72 +76,3 @@ class RuntimeConfig(Section):
     gpu_actors: int = Field(1, ge=1, description="actors per GPU stage (text generator, editor, embedder), "
                                                  "one GPU each: set to the GPU workers of the cluster")
     progress: bool = Field(True, description="show progress bars")
-
-
-class RunConfig(Section):
-    """One generation run."""
-
-    name: str = Field("shapesworld-demo", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
-                      description="dataset name: the folder under out_dir (letters, digits, . _ -)")
-    out_dir: Path = Field(Path("out"), description="where datasets are written")
-    cache_dir: Path = Field(Path("cache"), description="trained tiny models, keyed by config hash")
-    seed: int = Field(0, description="run seed: every random choice derives from it and an id")
-    source: SourceConfig = SourceConfig()
-    embedder: EmbedderConfig = EmbedderConfig()
-    mining: MiningConfig = MiningConfig()
-    splits: SplitConfig = SplitConfig()
-    shards: ShardConfig = ShardConfig()
-    generator: GeneratorConfig = GeneratorConfig()
-    negatives: NegativesConfig = NegativesConfig()
-    filters: FiltersConfig = FiltersConfig()
-    runtime: RuntimeConfig = RuntimeConfig()
-
-    @property
-    def dataset_dir(self) -> Path:
-        return self.out_dir / self.name
-
-    @model_validator(mode="after")
-    def _generator_fits_source(self):
-        g = self.generator
-        if g.kind == "mtst" and g.mtst.model.pretrained is None and self.source.kind != "shapesworld":
-            raise ValueError(
-                f"generator.kind='mtst' without generator.mtst.model.pretrained trains the tiny ShapesWorld "
-                f"generator, which cannot describe source.kind={self.source.kind!r} images: set "
-                "generator.mtst.model.pretrained to an MTST or InstructBLIP checkpoint")
-        return self
-
-    def mtst_config(self) -> MTSTConfig:
-        """The generator section as a run uses it: trained models live under ``<cache_dir>/mtst``."""
-        m = self.generator.mtst.model_copy(deep=True)
-        m.train.cache_dir = self.cache_dir / "mtst"
-        m.train.progress = self.runtime.progress
-        return m
-
-    def config_hash(self) -> str:
-        """Hash of everything that changes rows (not where they are written, not runtime)."""
-        d = self.model_dump(mode="json", exclude={
-            "out_dir": True, "cache_dir": True, "runtime": True,
-            "generator": {"mtst": {"train": {"cache_dir", "progress", "num_threads", "checkpoint_every"},
-                                   "infer": {"device", "batch_size", "vllm_gpu_memory_utilization"}}}})
-        return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def parse_config(data: dict, source: str = "config") -> RunConfig:
-    try:
-        return RunConfig.model_validate(data)
-    except ValidationError as err:
-        raise ConfigError(format_validation_error(err, source, RunConfig)) from None
-
-
-def load_config(path: str | Path, overrides: dict | None = None) -> RunConfig:
-    """Load a YAML run config; relative paths inside it are taken from the current directory."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found: pass an existing YAML file (e.g. configs/demo.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
-    return parse_config(set_dotted(data, overrides), str(path))

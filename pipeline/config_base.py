@@ -1,13 +1,78 @@
-"""The base of every config section: unknown keys are errors, assignments are validated."""
+"""The base of every config section and the one loader every config goes through.
+
+Unknown keys are errors, assignments are validated; a bad file, key or value is a ``ConfigError``
+of one line that names it.
+"""
 from __future__ import annotations
 
 import typing
+from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 
 class Section(BaseModel):
+    """Base of every config section in the project (run, MTST, filters, trainers, nightly, reproduction)."""
+
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ConfigError(ValueError):
+    """A config that cannot be used; the message is one line that names the key and the fix."""
+
+
+class ConfigFileNotFound(ConfigError, FileNotFoundError):
+    """The config file named does not exist (both a ConfigError and a FileNotFoundError)."""
+
+
+S = TypeVar("S", bound=BaseModel)
+
+
+def read_yaml(path: str | Path, what: str = "config") -> dict:
+    """The mapping in a YAML file; a missing file, bad YAML or a non-mapping is a one-line ConfigError."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigFileNotFound(f"{what} file {str(path)!r} not found: pass an existing YAML file")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {str(err).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    return data
+
+
+def validate_section(model: type[S], data: dict, source: str) -> S:
+    """``model`` validated from ``data``; the first error as a one-line ConfigError naming the key."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        raise ConfigError(format_validation_error(err, source, model)) from None
+
+
+def load_section(model: type[S], path: str | Path | None = None, overrides: dict | None = None, *,
+                 what: str = "config", under: tuple[str, ...] = (), defaults: bool = False) -> S:
+    """Load ``model`` from a YAML file (or from nothing: its defaults), then ``--set`` overrides.
+
+    ``under``: dotted keys tried in order when the section may sit inside a larger file (the first
+    present is used, e.g. ``("generator.mtst", "mtst")``); ``defaults``: merge the file over the
+    model's defaults first (for sections with nested defaults a partial file keeps).
+    """
+    data = read_yaml(path, what) if path is not None else {}
+    source = (str(path) if what == "config" else f"{what} {path}") if path is not None else what
+    for dotted in under:
+        node = data
+        for part in dotted.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            data, source = node, f"{source} ({dotted})"
+            break
+    if defaults:
+        data = deep_merge(model().model_dump(mode="json"), data)
+    return validate_section(model, set_dotted(data, overrides), source)
 
 
 def deep_merge(base: dict, extra: dict) -> dict:

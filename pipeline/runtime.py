@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from pipeline.env import set_defaults
 from pipeline.shards import ShardWriter
 from pipeline.stage import Batch, Stage, batch_len, to_list
 
@@ -169,7 +170,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     if ray.is_initialized():
         return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    set_defaults()
     if address:
         log.info("joining Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=False)

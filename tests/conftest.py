@@ -1,13 +1,6 @@
-import os
+from pipeline.env import set_defaults
 
-# No hub look-ups (each waits ~23 s to fail offline), no telemetry, no network.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# A loaded 2-core machine can take over a minute to start the temporary server.
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+set_defaults()  # no hub look-ups, no telemetry, no network
 
 import pytest
 

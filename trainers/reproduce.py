@@ -3,7 +3,7 @@
 Rows (each adds to the one above, DetailFusion takes everything):
 
 1. seed set only          - finetune on the annotated seed set (L_q2t + L_t2t), from scratch;
-2. + synthetic pretraining - first pretrain on pipeline-generated shards (``pipeline.generate``);
+2. + synthetic pretraining - first pretrain on pipeline-generated shards (``pipeline.job.generate``);
 3. + PTHA reverse         - L_p2p with the reverse text, in both phases;
 4. + FBCIR negatives      - each row's two FBCIR negatives in the contrastive denominator;
 5. DetailFusion           - the dual-branch model, its 3 stages (DI; DI+GM; compositor), the
@@ -136,7 +136,7 @@ def _hash(obj: Any) -> str:
 # -- data ---------------------------------------------------------------------------------------------
 def synthetic_run_config(cfg: ReproduceConfig):
     """The pipeline run config of the synthetic shards, written under ``out_dir/synthetic``."""
-    from pipeline.config import parse_config
+    from pipeline.job.config import parse_config
 
     data = deep_merge(_default_synthetic(), json.loads(json.dumps(cfg.synthetic)))
     data.setdefault("out_dir", str(cfg.out_dir / "synthetic"))
@@ -149,7 +149,7 @@ def synthetic_run_config(cfg: ReproduceConfig):
 
 def ensure_synthetic(cfg: ReproduceConfig) -> Path:
     """Generate the synthetic shards with the real pipeline (resumed / skipped when already complete)."""
-    from pipeline.generate import generate
+    from pipeline.job.generate import generate
     from pipeline.shards import load_manifest
 
     run = synthetic_run_config(cfg)

@@ -2,7 +2,7 @@
 
 Every row uses the shard column names (trainers.data reads them as it reads shards). Texts come from the
 ShapesWorld annotator (the ground truth), negatives from the scene-graph planners of
-generators.negatives_shapesworld and are checked exactly there:
+generators.negatives.shapesworld and are checked exactly there:
 
 - text-aligned: the modification text applied to the reference with its preserved content changed
   (the text is satisfied, the reference is not kept);
@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from generators import negatives_shapesworld as neg
+from generators.negatives import shapesworld as neg
 from pipeline.schema import triplet_id
 from pipeline.seeding import derive_seed
 from pipeline.shapesworld import ShapesWorld, Scene, annotate, apply_edit, diff, random_edit, render, scene_id

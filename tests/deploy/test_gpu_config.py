@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, load_config
+from pipeline.job.config import ConfigError, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 GPU = ROOT / "configs" / "gpu.yaml"

@@ -75,7 +75,7 @@ def test_raycluster_has_a_gpu_worker_group_kuberay_can_read():
 def test_rayjob_runs_the_gpu_config_with_a_command_the_cli_accepts():
     import typer.main
 
-    from pipeline.cli import app
+    from pipeline.job.cli import app
 
     doc = load("kuberay/rayjob.yaml")
     assert (doc["apiVersion"], doc["kind"]) == ("ray.io/v1", "RayJob")

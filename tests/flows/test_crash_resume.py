@@ -13,7 +13,7 @@ from tests.servers import stop
 
 
 def cirforge(*args, env=None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "pipeline.cli", *args], env=env, start_new_session=True,
+    return subprocess.Popen([sys.executable, "-m", "pipeline.job.cli", *args], env=env, start_new_session=True,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 

@@ -4,8 +4,8 @@ import json
 import pyarrow.parquet as pq
 
 from flows.generate import generate_flow
-from pipeline.config import load_config
-from pipeline.generate import generate, plan
+from pipeline.job.config import load_config
+from pipeline.job.generate import generate, plan
 from pipeline.shapesworld import Scene, apply_text
 from tests.flows.small import small_config, triplet_ids
 
@@ -52,7 +52,7 @@ def test_same_config_same_plan_and_units(tmp_path):
 
 
 def test_a_folder_from_another_config_is_refused(tmp_path):
-    from pipeline.generate import DatasetMismatch
+    from pipeline.job.generate import DatasetMismatch
 
     cfg = load_config(small_config(tmp_path, families=4))
     generate(cfg, executor="local", progress=False)

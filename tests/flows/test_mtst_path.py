@@ -3,9 +3,9 @@ import json
 
 import pyarrow.dataset as pads
 
-from generators.stages import generator_name, prepare_generator
-from pipeline.config import load_config
-from pipeline.generate import generate
+from pipeline.job.chain import generator_name, prepare_generator
+from pipeline.job.config import load_config
+from pipeline.job.generate import generate
 from tests.flows.small import small_config
 
 TINY_MTST = {"kind": "mtst", "mtst": {

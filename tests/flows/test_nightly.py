@@ -10,8 +10,8 @@ import pytest
 import yaml
 
 from flows.nightly import nightly_flow
-from pipeline.config import load_config
-from pipeline.generate import generate
+from pipeline.job.config import load_config
+from pipeline.job.generate import generate
 from trainers.registry import Registry
 
 pytestmark = pytest.mark.slow

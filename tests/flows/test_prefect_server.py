@@ -22,7 +22,7 @@ def test_flow_reports_completed_to_a_real_server(tmp_path):
     path = small_config(tmp_path, families=6)
     with prefect_server(tmp_path / "prefect") as url:
         out = subprocess.run(
-            [sys.executable, "-m", "pipeline.cli", "generate", "--config", str(path), "--executor", "local"],
+            [sys.executable, "-m", "pipeline.job.cli", "generate", "--config", str(path), "--executor", "local"],
             env=prefect_env(tmp_path / "prefect", url), capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
         runs = api(url, "/flow_runs/filter", {"flows": {"name": {"any_": ["cirforge-generate"]}}})

@@ -138,7 +138,7 @@ def test_flow_on_a_three_node_cluster_survives_losing_a_worker_node(tmp_path):
         env = dict(prefect_env(tmp_path / "prefect"), RAY_ADDRESS=cluster.address,
                    RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=cluster.env["RAY_AUTH_TOKEN"])
         log = tmp_path / "driver.log"
-        drv = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "generate", "--config", str(cfg),
+        drv = subprocess.Popen([sys.executable, "-m", "pipeline.job.cli", "generate", "--config", str(cfg),
                                 "--executor", "ray"], cwd=ROOT, env=env, stdout=open(log, "wb"),
                                stderr=subprocess.STDOUT, start_new_session=True)
         dataset = tmp_path / "a" / "out" / "small"
@@ -164,7 +164,7 @@ def test_flow_on_a_three_node_cluster_survives_losing_a_worker_node(tmp_path):
 
     # the same config, run without Ray and without a fault
     ref = _cfg(tmp_path / "b")
-    res = subprocess.run([sys.executable, "-m", "pipeline.cli", "generate", "--config", str(ref), "--executor",
+    res = subprocess.run([sys.executable, "-m", "pipeline.job.cli", "generate", "--config", str(ref), "--executor",
                           "local", "--no-flow"], cwd=ROOT, env=prefect_env(tmp_path / "prefect"),
                          capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]

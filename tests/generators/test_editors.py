@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generators.editors import EditRequest, ShapesWorldEditor, make_editor, png_struct
+from generators.negatives.editors import EditRequest, ShapesWorldEditor, png_struct
+from generators.negatives.stage import make_editor
 from pipeline.shapesworld import Obj, Scene, apply_text, render
 
 
@@ -13,7 +14,7 @@ from pipeline.shapesworld import Obj, Scene, apply_text, render
 def tiny_ip2p(tmp_path_factory):
     import torch
 
-    from generators.editors_ip2p import random_pipeline
+    from generators.negatives.ip2p import random_pipeline
 
     # Tiny convs on a shared 2-core machine: one thread avoids OpenMP spinning (40x slower seen).
     threads = torch.get_num_threads()

@@ -1,9 +1,9 @@
 """The accuracy command's pieces: held-out pairs as the demo mines them, and a report end to end."""
 from pipeline.shapesworld import Scene, apply_text, diff
 
-from generators.config import MTSTConfig
-from generators.evaluate_mtst import caption_accuracy, caption_matches, evaluate_mtst, held_out_pairs
-from generators.mtst_data import shapesworld_family_pairs
+from generators.mtst.config import MTSTConfig
+from generators.mtst.evaluate import caption_accuracy, caption_matches, evaluate_mtst, held_out_pairs
+from generators.mtst.data import shapesworld_family_pairs
 
 from .conftest import SMALL
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from generators.mtst_data import (attribute_permutation, permuted_pair, renamed_scene, renamed_text,
+from generators.mtst.data import (attribute_permutation, permuted_pair, renamed_scene, renamed_text,
                                   shapesworld_seed_set)
 from pipeline.shapesworld import Scene, apply_text, render
 from pipeline.shapesworld.scene import COLORS, SETTINGS, SHAPES

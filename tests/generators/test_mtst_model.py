@@ -7,8 +7,8 @@ from transformers import (
     LlamaConfig,
 )
 
-from generators.mtst_model import MTSTGenerator
-from generators.mtst_tokenizer import build_word_tokenizer
+from generators.mtst.model import MTSTGenerator
+from generators.mtst.tokenizer import build_word_tokenizer
 
 
 def _same(a: torch.nn.Module | torch.Tensor, b) -> bool:

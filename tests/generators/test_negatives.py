@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from generators.editors import EditResult
-from generators.negatives import NegativesStage, negative_stage_specs, write_pool
-from generators.negatives_config import NegativesConfig
+from generators.negatives.editors import EditResult
+from generators.negatives.stage import NegativesStage, negative_stage_specs, write_pool
+from generators.negatives.config import NegativesConfig
 from pipeline.seeding import derive_seed
 from pipeline.shapesworld import Scene, ShapesWorld, annotate, apply_text, diff_all, render, scene_id
 from pipeline.stage import REJECT_COLUMN

@@ -1,6 +1,6 @@
 """The stage chain a run config asks for: order, GPU placement from the config, ids per model."""
-from generators.stages import all_stage_specs, generator_name
-from pipeline.config import parse_config
+from pipeline.job.chain import all_stage_specs, generator_name
+from pipeline.job.config import parse_config
 
 
 def names(specs):

@@ -4,9 +4,9 @@ import sys
 import pytest
 from PIL import Image
 
-from generators.config import MTSTConfig, MTSTInferConfig
-from generators.text_stage import MTSTTextStage
-from generators.train_mtst import train_mtst
+from generators.mtst.config import MTSTConfig, MTSTInferConfig
+from generators.mtst.text_stage import MTSTTextStage
+from generators.mtst.train import train_mtst
 
 from .conftest import SMALL
 

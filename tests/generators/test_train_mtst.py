@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from generators.config import MTSTConfig
-from generators.mtst_model import MTSTGenerator
-from generators.train_mtst import train_mtst
+from generators.mtst.config import MTSTConfig
+from generators.mtst.model import MTSTGenerator
+from generators.mtst.train import train_mtst
 
 from .conftest import SMALL
 
@@ -68,8 +68,8 @@ def test_resume_continues_the_step_count_and_ends_where_an_uninterrupted_run_doe
 
 
 def test_the_caption_stage_teaches_scene_words_before_the_pair_training(tmp_path, seed_set):
-    from generators.mtst_data import shapesworld_captions
-    from generators.train_mtst import _caption_stage, _initial_model
+    from generators.mtst.data import shapesworld_captions
+    from generators.mtst.train import _caption_stage, _initial_model
 
     cfg = _config(tmp_path, caption_steps=12, caption_images=64, caption_batch_size=8, batch_size=4, warmup_steps=1)
     images, captions = shapesworld_captions(64, seed=0, image_size=32)
@@ -95,7 +95,7 @@ def test_pair_stage_dropout_resumes_to_the_weights_of_an_uninterrupted_run(tmp_p
 
 
 def test_freeze_vision_keeps_the_vision_encoder_and_trains_the_rest(tmp_path, seed_set):
-    from generators.train_mtst import _initial_model
+    from generators.mtst.train import _initial_model
 
     cfg = _config(tmp_path, freeze_vision=True)
     start = _initial_model(cfg, seed_set).state_dict()
@@ -125,8 +125,8 @@ def test_the_training_hash_changes_with_what_changes_the_weights_only():
 
 
 def test_permute_attributes_trains_on_renamed_pairs_deterministically_and_resumes(tmp_path):
-    from generators.mtst_data import SeedSet, shapesworld_seed_set
-    from generators.train_mtst import _permuted_batch
+    from generators.mtst.data import SeedSet, shapesworld_seed_set
+    from generators.mtst.train import _permuted_batch
 
     shapes = shapesworld_seed_set(24, seed=0, image_size=32, max_edits=2)
     batch, px = _permuted_batch(shapes, [3, 5], np.random.default_rng(0), 1.0, 32)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.config import ConfigError, SourceConfig, parse_config
+from pipeline.job.config import ConfigError, parse_config
+from pipeline.config import SourceConfig
 from pipeline.sources import CirrSource, FolderSource, decode_image, make_source
 
 
@@ -190,7 +191,7 @@ def small_run(tmp_path, source_path, **extra):
 
 
 def test_run_over_bad_folder_records_pool_counts_in_the_manifest(tmp_path, bad_folder):
-    from pipeline.generate import generate
+    from pipeline.job.generate import generate
 
     manifest = generate(small_run(tmp_path, bad_folder), executor="local", progress=False)
     pool = manifest["stage_counts"]["pool"]
@@ -204,7 +205,7 @@ def test_run_over_bad_folder_records_pool_counts_in_the_manifest(tmp_path, bad_f
 
 
 def test_empty_pool_is_a_clear_error(tmp_path):
-    from pipeline.generate import generate
+    from pipeline.job.generate import generate
 
     empty = tmp_path / "empty"
     write(empty / "only-text.jpg", b"not an image")

@@ -1,7 +1,7 @@
 """A bad config gives one line that names the key, the value and what is allowed."""
 import pytest
 
-from pipeline.config import ConfigError, RunConfig, load_config, parse_config
+from pipeline.job.config import ConfigError, RunConfig, load_config, parse_config
 
 
 def write(tmp_path, text):
@@ -71,7 +71,7 @@ def test_nightly_config_errors_are_one_line_naming_the_key():
 
 
 def test_mtst_and_reproduce_config_errors_are_one_line_naming_the_key(tmp_path):
-    from generators.config import load_mtst_config
+    from generators.mtst.config import load_mtst_config
     from trainers.reproduce import load_reproduce_config
 
     bad = tmp_path / "run.yaml"

@@ -1,7 +1,7 @@
 """The docs that are generated from code stay true."""
 from pathlib import Path
 
-from pipeline.config_doc import render
+from pipeline.job.config_doc import render
 
 
 def test_config_reference_is_current():

@@ -9,7 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from pipeline.config import SourceConfig, parse_config
+from pipeline.job.config import parse_config
+from pipeline.config import SourceConfig
 from pipeline.export import CIRR_SPLITS, EXPORT_FILE, export_dataset, image_name
 from pipeline.sources import decode_image, make_source
 
@@ -17,7 +18,7 @@ from pipeline.sources import decode_image, make_source
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     """A small ShapesWorld dataset: label mining, ground-truth texts, all three splits."""
-    from pipeline.generate import generate
+    from pipeline.job.generate import generate
 
     tmp = tmp_path_factory.mktemp("interop")
     cfg = parse_config({
@@ -101,7 +102,7 @@ def test_image_names_are_file_safe_and_distinct():
 
 
 def test_cli_export(dataset, tmp_path):
-    from pipeline.cli import app
+    from pipeline.job.cli import app
 
     res = CliRunner().invoke(app, ["export", str(dataset), "--format", "fashioniq", "--out", str(tmp_path / "e")])
     assert res.exit_code == 0, res.output

@@ -12,7 +12,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import ConfigError, SourceConfig, parse_config
+from pipeline.job.config import ConfigError, parse_config
+from pipeline.config import SourceConfig
 from pipeline.sources import CirrSource, FashionIQSource, ParquetSource, make_source
 
 REPO = Path(__file__).resolve().parents[2]

@@ -14,11 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from generators import negatives_photo as photo
-from generators import negatives_shapesworld as sw
-from generators.editors import EditRequest, make_editor
-from generators.negatives_config import NegativesConfig
-from generators.negatives_pool import CandidatePool, write_pool
+from generators.negatives import photo as photo
+from generators.negatives import shapesworld as sw
+from generators.negatives.editors import EditRequest, Editor, ShapesWorldEditor
+from generators.negatives.config import NegativesConfig
+from generators.negatives.pool import CandidatePool, write_pool
 from pipeline.runtime import StageSpec
 from pipeline.seeding import derive_seed
 from pipeline.stage import Batch, Stage, is_kept, to_list
@@ -237,6 +237,19 @@ class NegativesGPUStage(NegativesStage):
 
     num_gpus = 1.0
     batch_size = 32
+
+
+def make_editor(kind: str, ip2p: dict | None = None) -> Editor | None:
+    """The editor for a config's ``negatives.editor`` (ip2p: InstructPix2PixConfig as a dict)."""
+    if kind == "none":
+        return None
+    if kind == "shapesworld":
+        return ShapesWorldEditor()
+    if kind == "instruct_pix2pix":
+        from generators.negatives.ip2p import InstructPix2PixEditor
+
+        return InstructPix2PixEditor(**(ip2p or {}))
+    raise ValueError(f"negatives.editor={kind!r} is not known; use shapesworld, instruct_pix2pix or none")
 
 
 def pool_file(dataset_dir: str | Path) -> Path:

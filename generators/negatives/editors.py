@@ -1,7 +1,7 @@
 """Image editors for hard negatives: one interface, a batch of (image or scene, instruction, seed) in.
 
 ``ShapesWorldEditor`` renders the scene an instruction describes (exact); the diffusers
-InstructPix2Pix editor for photos lives in generators/editors_ip2p.py. ``make_editor`` picks one.
+InstructPix2Pix editor for photos lives in generators/negatives/ip2p.py. ``make_editor`` (in stage.py, beside its one caller) picks one.
 """
 from __future__ import annotations
 
@@ -72,16 +72,3 @@ class ShapesWorldEditor:
             done = edit(Scene.from_json(r.scene), r.instruction, size)
             out.append(None if done is None else EditResult(png_struct(done[1]), done[0].to_json()))
         return out
-
-
-def make_editor(kind: str, ip2p: dict | None = None) -> Editor | None:
-    """The editor for a config's ``negatives.editor`` (ip2p: InstructPix2PixConfig as a dict)."""
-    if kind == "none":
-        return None
-    if kind == "shapesworld":
-        return ShapesWorldEditor()
-    if kind == "instruct_pix2pix":
-        from generators.editors_ip2p import InstructPix2PixEditor
-
-        return InstructPix2PixEditor(**(ip2p or {}))
-    raise ValueError(f"negatives.editor={kind!r} is not known; use shapesworld, instruct_pix2pix or none")

@@ -3,17 +3,15 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "300")
-os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+from pipeline.env import set_defaults
+
+set_defaults()
 
 app = typer.Typer(
     help="cirforge: synthetic training data for composed image retrieval (CIR).\n\n"
@@ -57,7 +55,7 @@ def generate(
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a config key: --set shards.rows_per_unit=128"),
 ):
     """Generate a triplet dataset (resumable: a rerun skips committed units)."""
-    from pipeline.config import ConfigError, load_config
+    from pipeline.job.config import ConfigError, load_config
 
     try:
         cfg = load_config(config, _overrides(set_ or []))
@@ -70,7 +68,7 @@ def generate(
 
             manifest = generate_flow(str(config), executor=executor, overrides=_overrides(set_ or []))
         else:
-            from pipeline.generate import generate as run
+            from pipeline.job.generate import generate as run
 
             manifest = run(cfg, executor=executor)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
@@ -167,7 +165,7 @@ def reproduce(ctx: typer.Context):
 @app.command("config-reference")
 def config_reference(out: Optional[Path] = typer.Option(None, help="write here instead of printing")):
     """Print the config reference (every key, type, default, meaning) as Markdown."""
-    from pipeline.config_doc import render
+    from pipeline.job.config_doc import render
 
     text = render()
     if out:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pipeline.config import RunConfig
+from pipeline.job.config import RunConfig
 from pipeline.runtime import StageSpec
 
 
@@ -33,7 +33,7 @@ def prepare_generator(cfg: RunConfig) -> str | None:
     """
     if cfg.generator.kind != "mtst":
         return None
-    from generators.train_mtst import train_mtst
+    from generators.mtst.train import train_mtst
 
     mcfg = cfg.mtst_config()
     if mcfg.model.pretrained and _is_mtst_dir(mcfg.model.pretrained):
@@ -42,7 +42,7 @@ def prepare_generator(cfg: RunConfig) -> str | None:
 
 
 def _is_mtst_dir(path: str) -> bool:
-    from generators.mtst_model import META_FILE
+    from generators.mtst.model import META_FILE
 
     return (Path(path) / META_FILE).is_file()
 
@@ -53,7 +53,7 @@ def text_stage_specs(cfg: RunConfig, model_dir: str | None = None) -> list[Stage
 
         return [StageSpec(AnnotatorTextStage, {"seed": cfg.seed})]
     if cfg.generator.kind == "mtst":
-        from generators.text_stage import MTSTTextStage
+        from generators.mtst.text_stage import MTSTTextStage
 
         if model_dir is None:
             raise ValueError("generator.kind='mtst' needs the trained model: call prepare_generator(cfg) first")
@@ -76,13 +76,13 @@ def embedder_spec(cfg: RunConfig) -> dict | None:
 def all_stage_specs(cfg: RunConfig, model_dir: str | None, pool_path: str | Path | None) -> list[StageSpec]:
     """Texts -> FBCIR negatives -> filters, in run order."""
     from filters.specs import filter_stage_specs
-    from generators.negatives import negative_stage_specs
+    from generators.negatives.stage import negative_stage_specs
 
     emb = embedder_spec(cfg)
     specs = text_stage_specs(cfg, model_dir)
     if cfg.negatives.enabled:
         if pool_path is None:
-            raise ValueError("negatives.enabled needs the candidate pool file: run pipeline.generate.prepare(cfg, plan) first")
+            raise ValueError("negatives.enabled needs the candidate pool file: run pipeline.job.generate.prepare(cfg, plan) first")
         specs += negative_stage_specs(cfg.negatives, pool_path, seed=cfg.seed, embedder=emb)
     specs += filter_stage_specs(cfg.filters, embedder=emb, embedder_gpu=on_gpu(cfg.embedder.device))
     # GPU stages: one actor per GPU, as many as runtime.gpu_actors

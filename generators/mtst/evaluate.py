@@ -1,6 +1,6 @@
 """Exact accuracy of MTST texts on held-out ShapesWorld pairs: does the text turn one scene into the other?
 
-``python -m generators.evaluate_mtst --config cfg.yaml`` trains (or loads the cached model), writes
+``python -m generators.mtst.evaluate --config cfg.yaml`` trains (or loads the cached model), writes
 forward and reverse texts for ``eval.n_pairs`` pairs drawn with ``eval.seed`` and prints the share
 that ShapesWorld's strict parser applies exactly (forward: ref -> target; reverse: target -> ref).
 """
@@ -14,10 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from generators.config import MTSTConfig, load_mtst_config
-from generators.mtst_data import shapesworld_family_pairs, shapesworld_seed_set
-from generators.text_stage import MTSTTextStage
-from generators.train_mtst import train_mtst
+from generators.mtst.config import MTSTConfig, load_mtst_config
+from generators.mtst.data import shapesworld_family_pairs, shapesworld_seed_set
+from generators.mtst.text_stage import MTSTTextStage
+from generators.mtst.train import train_mtst
 
 
 def evaluate_mtst(cfg: MTSTConfig, model_dir: str | Path | None = None) -> dict:
@@ -72,7 +72,7 @@ def caption_accuracy(cfg: MTSTConfig, model_dir: str | Path, n_scenes: int) -> d
     ``n_scenes`` held-out scenes (from ``eval.seed``). Meaningful for a model fresh from the caption
     stage (e.g. ``train.epochs`` set so the pair stage is a step or two); after the pair stage the
     model writes modification texts, not captions."""
-    from generators.mtst_data import shapesworld_captions
+    from generators.mtst.data import shapesworld_captions
 
     images, gold = shapesworld_captions(n_scenes, seed=cfg.eval.seed, image_size=cfg.data.image_size)
     infer = cfg.infer.model_copy(update={"max_new_tokens": max(cfg.infer.max_new_tokens, 64)})

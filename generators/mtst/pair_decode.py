@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from transformers import GenerationConfig
 
-from generators.mtst_model import ImageFeatures, MTSTGenerator
+from generators.mtst.model import ImageFeatures, MTSTGenerator
 
 
 def greedy_config(model: MTSTGenerator, new_tokens: int, *, cache: str = "dynamic", exact: bool = True,

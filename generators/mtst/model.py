@@ -38,10 +38,10 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from generators.mtst_prompt import INSTRUCTION
+from generators.mtst.prompt import INSTRUCTION
 
 if TYPE_CHECKING:  # the model runs without pydantic (e.g. on a bare GPU box)
-    from generators.config import MTSTModelConfig
+    from generators.mtst.config import MTSTModelConfig
 
 META_FILE = "mtst_config.json"
 WEIGHTS_FILE = "model.safetensors"
@@ -131,7 +131,7 @@ class MTSTGenerator(nn.Module):
     ) -> MTSTGenerator:
         """A small random model from ``config``'s sizes; every part trainable unless it says otherwise."""
         if config is None:
-            from generators.config import MTSTModelConfig
+            from generators.mtst.config import MTSTModelConfig
 
             config = MTSTModelConfig()
         c = config

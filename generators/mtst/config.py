@@ -10,10 +10,10 @@ import json
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from generators.mtst_prompt import INSTRUCTION
+from generators.mtst.prompt import INSTRUCTION
+from pipeline.config_base import Section, load_section
 
 __all__ = ["INSTRUCTION", "MTSTConfig", "MTSTDataConfig", "MTSTEvalConfig", "MTSTInferConfig", "MTSTModelConfig",
            "MTSTTrainConfig", "load_mtst_config"]
@@ -27,11 +27,7 @@ MTST_ARCH = 5
 _TRAIN_ADDED = {"dropout": None, "freeze_vision": False, "permute_attributes": 0.0}
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class MTSTModelConfig(_Section):
+class MTSTModelConfig(Section):
     """Which model: a checkpoint (MTST or InstructBLIP, hub id or path), else a tiny one from these sizes."""
 
     pretrained: str | None = Field(None, description="MTST dir, or InstructBLIP hub id / path; None: tiny")
@@ -95,7 +91,7 @@ class MTSTModelConfig(_Section):
         return self
 
 
-class MTSTDataConfig(_Section):
+class MTSTDataConfig(Section):
     """The annotated seed set the generator learns from (ShapesWorld pairs written by its annotator)."""
 
     n_triplets: int = Field(4000, ge=1, le=100_000, description="annotated seed triplets (goal: <= 5000)")
@@ -104,7 +100,7 @@ class MTSTDataConfig(_Section):
     image_size: int = Field(64, ge=16, description="rendered side in pixels")
 
 
-class MTSTTrainConfig(_Section):
+class MTSTTrainConfig(Section):
     """Fitting the generator: LM loss on text tokens only, AdamW, checkpoints, cache by config hash."""
 
     seed: int = 0
@@ -143,7 +139,7 @@ class MTSTTrainConfig(_Section):
     progress: bool = True
 
 
-class MTSTInferConfig(_Section):
+class MTSTInferConfig(Section):
     """Batched decoding of forward and reverse texts."""
 
     backend: Literal["transformers", "vllm"] = "transformers"
@@ -164,7 +160,7 @@ class MTSTInferConfig(_Section):
         return self
 
 
-class MTSTEvalConfig(_Section):
+class MTSTEvalConfig(Section):
     """Exact-accuracy check on held-out ShapesWorld pairs."""
 
     n_pairs: int = Field(1000, ge=1)
@@ -175,7 +171,7 @@ class MTSTEvalConfig(_Section):
     )
 
 
-class MTSTConfig(_Section):
+class MTSTConfig(Section):
     """The MTST generator section: model, seed set, training, inference, evaluation."""
 
     model: MTSTModelConfig = MTSTModelConfig()
@@ -204,21 +200,6 @@ class MTSTConfig(_Section):
 def load_mtst_config(path: str | Path | None) -> MTSTConfig:
     """Read the section from YAML: top level, under ``mtst:`` or under ``generator.mtst:``.
 
-    A missing file is a FileNotFoundError; a bad key or value a ValueError of one line that names it.
+    A missing file, a bad key or a bad value is a ConfigError (a ValueError) of one line that names it.
     """
-    from pipeline.config_base import format_validation_error
-
-    if path is None:
-        return MTSTConfig()
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"MTST config {str(path)!r} not found: pass an existing YAML file or none")
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    where = ""
-    if "generator" in data and isinstance(data["generator"], dict) and "mtst" in data["generator"]:
-        data, where = data["generator"]["mtst"], " (generator.mtst)"
-    elif "mtst" in data:
-        data, where = data["mtst"], " (mtst)"
-    try:
-        return MTSTConfig.model_validate(data)
-    except ValidationError as err:  # one line that names the key
-        raise ValueError(format_validation_error(err, f"MTST config {path}{where}", MTSTConfig)) from None
+    return load_section(MTSTConfig, path, what="MTST config", under=("generator.mtst", "mtst"))

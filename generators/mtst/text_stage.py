@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from generators.config import MTSTInferConfig
-from generators.mtst_model import META_FILE, ImageFeatures, MTSTGenerator
-from generators.mtst_vllm import VLLMDecoder, require_vllm
-from generators.pair_decode import PairDecoder
+from generators.mtst.config import MTSTInferConfig
+from generators.mtst.model import META_FILE, ImageFeatures, MTSTGenerator
+from generators.mtst.vllm_backend import VLLMDecoder, require_vllm
+from generators.mtst.pair_decode import PairDecoder
 from pipeline.stage import Batch, Stage, batch_len, to_list
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

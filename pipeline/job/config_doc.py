@@ -37,7 +37,7 @@ def _rows(model: type[BaseModel], prefix: str, sections: list) -> list[str]:
 
 
 def render() -> str:
-    from pipeline.config import RunConfig
+    from pipeline.job.config import RunConfig
 
     out = [HEADER]
     sections: list = [("", RunConfig)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pipeline import __version__
-from pipeline.config import RunConfig
+from pipeline.job.config import RunConfig
 from pipeline.runtime import Runtime, StageSpec
 from pipeline.schema import triplet_id
 from pipeline.seeding import derive_seed, unit_float
@@ -103,7 +103,7 @@ def plan(cfg: RunConfig) -> Plan:
 
 # 4. rows and stages -------------------------------------------------------------------------
 def generator_id(cfg: RunConfig) -> str:
-    from generators.stages import generator_name
+    from pipeline.job.chain import generator_name
 
     return generator_name(cfg)
 
@@ -132,8 +132,8 @@ def unit_rows(cfg: RunConfig, plan_: Plan, unit: int) -> list[dict]:
 def prepare(cfg: RunConfig, plan_: Plan) -> Plan:
     """What the stages need before they start: the trained text generator (cached by its config
     hash) and the candidate pool file the negatives stage mines from (under the dataset folder)."""
-    from generators.negatives import pool_file, write_pool
-    from generators.stages import prepare_generator
+    from generators.negatives.stage import pool_file, write_pool
+    from pipeline.job.chain import prepare_generator
 
     check_output(cfg)
     plan_.model_dir = prepare_generator(cfg)
@@ -146,7 +146,7 @@ def prepare(cfg: RunConfig, plan_: Plan) -> Plan:
 
 
 def stage_specs(cfg: RunConfig, plan_: Plan) -> list[StageSpec]:
-    from generators.stages import all_stage_specs
+    from pipeline.job.chain import all_stage_specs
 
     return all_stage_specs(cfg, plan_.model_dir, plan_.pool_path)
 

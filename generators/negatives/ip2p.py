@@ -12,7 +12,7 @@ import io
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from generators.editors import EditRequest, EditResult
+from generators.negatives.editors import EditRequest, EditResult
 
 DEFAULT_MODEL = "timbrooks/instruct-pix2pix"
 
