@@ -1,4 +1,4 @@
-"""The filter family: a base class owns the loop (scores, counts, reasons); a filter fills one hook.
+"""The filter family: a base class owns the loop (scores, reasons); a filter fills one hook.
 
 A filter scores every row (rejected ones too, so the report can show both histograms), writes its
 score into ``scores[<score_field>]`` and rejects a row whose score fails its threshold with
@@ -6,7 +6,6 @@ score into ``scores[<score_field>]`` and rejects a row whose score fails its thr
 """
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any, ClassVar
 
 from pipeline.stage import Batch, Stage, batch_len, to_list
@@ -29,7 +28,6 @@ class Filter(Stage):
 
     def __init__(self, **config: Any):
         self.config = config
-        self.counts: Counter = Counter()
 
     # -- the hooks ---------------------------------------------------------------------------
     def score_rows(self, rows: list[dict]) -> list[float | None]:
@@ -55,14 +53,9 @@ class Filter(Stage):
         out_scores = []
         for i, (row, s) in enumerate(zip(rows, scores)):
             sc = dict(row.get("scores") or {})
-            if s is None:
-                self.counts["unscored"] += 1
-            else:
+            if s is not None:
                 sc[self.score_field] = float(s)
-                if self.keep(s, row):
-                    self.counts["kept"] += 1
-                else:
-                    self.counts["rejected"] += 1
+                if not self.keep(s, row):
                     self.reject(batch, i, self.reason_for(s, row))
             out_scores.append(sc)
         batch["scores"] = out_scores

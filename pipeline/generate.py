@@ -15,7 +15,7 @@ from pipeline.config import RunConfig
 from pipeline.runtime import Runtime, StageSpec
 from pipeline.schema import triplet_id
 from pipeline.seeding import derive_seed, unit_float
-from pipeline.shards import MANIFEST, UNITS_DIR, ShardWriter, atomic_write_bytes, finalize
+from pipeline.shards import MANIFEST, ShardWriter, atomic_write_bytes, finalize
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def load_pool(cfg: RunConfig) -> Pool:
 
     source = make_source(cfg.source, cfg.seed)
     rows = {r["image_id"]: r for r in source}
-    return Pool(rows=rows, skipped=list(source.skipped), seen=len(rows) + len(source.skipped),
+    return Pool(rows=rows, skipped=list(source.skipped), seen=source.seen,
                 converted=list(getattr(source, "converted", [])))
 
 
@@ -250,6 +250,3 @@ def generate(cfg: RunConfig, executor: str = "local", progress: bool = True) -> 
     run_units(cfg, p, executor=executor, progress=progress)
     return finalize_run(cfg, p)
 
-
-def committed_unit_count(root: Path) -> int:
-    return len(list((Path(root) / UNITS_DIR).glob("unit-*.json")))
