@@ -14,6 +14,8 @@ from pipeline.stage import Batch, Stage, batch_len, to_list
 EMB_REFERENCE, EMB_TARGET = "emb_reference", "emb_target"
 EMB_TEXT_DIRECTION, EMB_REVERSE_DIRECTION = "emb_text_direction", "emb_reverse_direction"
 EMB_TEXT = "emb_text"
+# ShapesWorld rows: the filters check these exactly when present.
+SCENE_COLUMNS = ("reference_scene", "target_scene")
 
 
 class Filter(Stage):
@@ -21,6 +23,7 @@ class Filter(Stage):
 
     score_field: ClassVar[str] = ""
     reason: ClassVar[str] = "failed"
+    optional_reads: tuple[str, ...] = ("scores",)  # the loop adds its score to the row's scores so far
     writes = ("scores",)
     num_cpus = 0.5
     batch_size = 256
@@ -47,7 +50,8 @@ class Filter(Stage):
     # -- the loop ----------------------------------------------------------------------------
     def process(self, batch: Batch) -> Batch:
         n = batch_len(batch)
-        cols = {k: to_list(v) for k, v in batch.items()}
+        # Rows of the declared columns only: a filter that reads another column sees None (tests catch it).
+        cols = {k: to_list(batch[k]) for k in (*self.reads, *self.optional_reads) if k in batch}
         rows = [{k: v[i] for k, v in cols.items()} for i in range(n)]
         scores = self.score_rows(rows)
         out_scores = []
@@ -69,7 +73,7 @@ def texts_of(row: dict, column: str = "modification_text") -> str:
 
 def scenes_of(row: dict):
     """(reference Scene, target Scene) for a ShapesWorld row, else None (a photo row)."""
-    rs, ts = row.get("reference_scene"), row.get("target_scene")
+    rs, ts = (row.get(c) for c in SCENE_COLUMNS)
     if not rs or not ts:
         return None
     from pipeline.shapesworld import Scene

@@ -194,7 +194,7 @@ def run_units(cfg: RunConfig, plan_: Plan, executor: str = "local", progress: bo
 def committed_rows(root: Path, driver_specs: list[StageSpec]):
     """The rows of committed units, unit by unit in run order (for driver stages to replay).
 
-    Only the columns the driver stages read (and ``reference_id``/``target_id`` to restore the
+    Only the columns the driver stages may read (and ``reference_id``/``target_id`` to restore the
     row order of a unit) are read; nothing is read when there is no driver stage."""
     import pyarrow.parquet as pq
 
@@ -204,7 +204,7 @@ def committed_rows(root: Path, driver_specs: list[StageSpec]):
         return
     wanted = {"reference_id", "target_id"}
     for spec in driver_specs:
-        wanted |= set(spec.cls.reads) | set(getattr(spec.cls, "replay_reads", ()))
+        wanted |= set(spec.columns.reads) | set(spec.columns.optional_reads)
     for record in load_unit_records(root):
         rows = []
         for shard in record.get("shards", []):

@@ -10,7 +10,7 @@ counts add up (in = kept + rejected).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import numpy as np
 
@@ -19,12 +19,23 @@ Batch = dict[str, Any]
 REJECT_COLUMN = "reject_reasons"
 
 
+class Columns(NamedTuple):
+    """A stage's declared columns: ``reads`` must be in the batch, ``optional_reads`` are used when
+    present (a stage reads nothing else), ``writes`` are in its output."""
+
+    reads: tuple[str, ...]
+    optional_reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+
 class Stage:
     """Base class: subclasses set the class attributes and implement ``process``."""
 
     name: ClassVar[str] = "stage"
-    reads: ClassVar[tuple[str, ...]] = ()
-    writes: ClassVar[tuple[str, ...]] = ()
+    # Instance-level where they depend on the constructor's arguments (see ``declared_columns``).
+    reads: tuple[str, ...] = ()
+    optional_reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
     num_cpus: ClassVar[float] = 1.0
     num_gpus: ClassVar[float] = 0.0
     batch_size: ClassVar[int] = 64
@@ -35,6 +46,13 @@ class Stage:
     # and rebuilds its state from the committed units on resume (``replay``): for decisions that
     # depend on earlier rows, like "first occurrence kept".
     driver: ClassVar[bool] = False
+
+    @classmethod
+    def declared_columns(cls, kwargs: dict[str, Any]) -> Columns:
+        """The columns of a stage built with ``kwargs``, without building it (a model would load):
+        the class attributes; a stage whose columns depend on ``kwargs`` overrides this and sets the
+        same attributes on the instance in ``__init__``."""
+        return Columns(tuple(cls.reads), tuple(cls.optional_reads), tuple(cls.writes))
 
     def replay(self, rows: list[dict]) -> None:
         """Driver stages: take in rows already committed (a resumed run), in run order."""
