@@ -106,6 +106,7 @@ class Runtime:
         """
         if rows:
             check_chain(self.specs, rows[0].keys())
+        writer.stages = tuple(s.cls.name for s in self.specs)
         drivers = [s.build() for s in self.driver_specs]
         if drivers:
             for chunk in history:

@@ -10,7 +10,7 @@ counts add up (in = kept + rejected).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar, NamedTuple
+from typing import Any, ClassVar, Iterable, NamedTuple
 
 import numpy as np
 
@@ -98,3 +98,43 @@ def is_kept(batch: Batch, i: int) -> bool:
 
 def to_list(col: Any) -> list:
     return col.tolist() if isinstance(col, np.ndarray) else list(col)
+
+
+# -- counts per stage, from the rows' reject_reasons ----------------------------------------------
+def first_rejections(reasons: Iterable[list[str] | None]) -> dict[str, dict]:
+    """Per stage: rows it rejected first (``rejected``) and its reasons on them (``reasons``: rows each).
+
+    Stages append in chain order, so a row's first reason names the first stage that rejected it;
+    later stages still score (and may reject) the row, but it no longer counts for them."""
+    out: dict[str, dict] = {}
+    for row in reasons:
+        if not row:
+            continue
+        stage = row[0].partition(":")[0]
+        whys = {why for s, _, why in (r.partition(":") for r in row) if s == stage}
+        add_rejections(out, {stage: {"rejected": 1, "reasons": dict.fromkeys(whys, 1)}})
+    return out
+
+
+def add_rejections(total: dict[str, dict], part: dict[str, dict]) -> dict[str, dict]:
+    """Add ``first_rejections`` counts ``part`` into ``total`` (of several units); returns ``total``."""
+    for stage, c in part.items():
+        t = total.setdefault(stage, {"rejected": 0, "reasons": {}})
+        t["rejected"] += c["rejected"]
+        for why, n in c["reasons"].items():
+            t["reasons"][why] = t["reasons"].get(why, 0) + n
+    return total
+
+
+def funnel(rows_in: int, stages: Iterable[str], rejections: dict[str, dict]) -> dict[str, dict]:
+    """Per stage, in chain order: ``in`` (rows no earlier stage rejected), ``rejected`` (rows it
+    rejected first, with ``reasons``) and ``out`` = in - rejected, the next stage's in. A stage that
+    rejected rows but is not in ``stages`` (not run by a runtime) comes last, by name."""
+    order = list(dict.fromkeys(stages)) + sorted(set(rejections) - set(stages))
+    out, left = {}, rows_in
+    for s in order:
+        c = rejections.get(s) or {"rejected": 0, "reasons": {}}
+        out[s] = {"in": left, "out": left - c["rejected"], "rejected": c["rejected"],
+                  "reasons": dict(sorted(c["reasons"].items()))}
+        left -= c["rejected"]
+    return out

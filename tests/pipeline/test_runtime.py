@@ -4,7 +4,7 @@ import pyarrow.dataset as pads
 import pytest
 
 from pipeline.runtime import Runtime, StageSpec, _columns, check_chain
-from pipeline.shards import ShardWriter
+from pipeline.shards import ShardWriter, finalize
 from pipeline.stage import REJECT_COLUMN, Columns, Stage, to_list
 from tests.flows.small import small_config
 from tests.pipeline.rows import row
@@ -50,14 +50,18 @@ def run(tmp_path, executor):
     assert n == 30 and sorted(committed) == [0, 1, 2]
     t = pads.dataset(tmp_path / "data", format="parquet").to_table().sort_by("triplet_id")
     r = pads.dataset(tmp_path / "rejected", format="parquet").to_table().sort_by("triplet_id")
-    return t.drop(["created_at"]), r.drop(["created_at"])
+    counts = finalize(tmp_path, {}, "h", units_total=3)["stage_counts"]
+    return t.drop(["created_at"]), r.drop(["created_at"]), counts
 
 
-def test_local_and_ray_write_the_same_rows(tmp_path, ray_local):
-    kept_local, rej_local = run(tmp_path / "local", "local")
-    kept_ray, rej_ray = run(tmp_path / "ray", "ray")
+def test_local_and_ray_write_the_same_rows_and_counts(tmp_path, ray_local):
+    kept_local, rej_local, counts_local = run(tmp_path / "local", "local")
+    kept_ray, rej_ray, counts_ray = run(tmp_path / "ray", "ray")
     assert kept_local.num_rows == 24 and rej_local.num_rows == 6
     assert kept_local.equals(kept_ray) and rej_local.equals(rej_ray)
+    assert counts_local == counts_ray == {
+        "shout": {"in": 30, "out": 24, "rejected": 6, "reasons": {"every_fifth": 6}},
+        "stateless": {"in": 24, "out": 24, "rejected": 0, "reasons": {}}}
     assert set(kept_local.column("modification_text").to_pylist()) >= {"MAKE IT 1"}
 
 
@@ -122,8 +126,8 @@ def test_demo_chain_stages_read_only_what_they_declare(tmp_path):
     plan = generate.plan(cfg)
     pool = write_pool(tmp_path / "pool.parquet", plan.pool.rows.values())
     specs = all_stage_specs(cfg, None, pool)
-    assert [s.cls.name for s in specs] == ["annotator", "negatives", "text_sanity", "roundtrip", "text_image_consistency",
-                                           "clip_direction", "image_similarity", "duplicates"]
+    assert [s.cls.name for s in specs] == ["annotator", "negatives", "text_sanity", "roundtrip",
+                                           "text_image_consistency", "clip_direction", "image_similarity", "duplicates"]
     rows = generate.unit_rows(cfg, plan, 0)
     rows[1]["target_scene"] = None  # rejected rows flow on: no scene graph, then a pair seen twice
     rows.append({**rows[0], "triplet_id": "again"})
@@ -140,8 +144,8 @@ def test_photo_chain_stages_read_only_what_they_declare(tmp_path):
     from tests.generators.test_negatives import FAR, IMAGE_NEG, TEXT, TEXT_NEG, PixelEmbedder, R, T, vec_image
 
     emb = PixelEmbedder({"add green": TEXT, "remove green": [0, -1, 0]})
-    pool = write_pool(tmp_path / "pool.parquet", [{"image_id": k, "image": vec_image(v)} for k, v in
-                                                  (("r", R), ("t", T), ("c", TEXT_NEG), ("m", IMAGE_NEG), ("far", FAR))])
+    images = {"r": R, "t": T, "c": TEXT_NEG, "m": IMAGE_NEG, "far": FAR}
+    pool = write_pool(tmp_path / "pool.parquet", [{"image_id": k, "image": vec_image(v)} for k, v in images.items()])
     specs = [StageSpec(NegativesStage, {"pool_path": str(pool), "config": {"editor": "none"}, "embedder": emb})]
     specs += filter_stage_specs(FiltersConfig(), embedder=emb)
     rows = [{**row(0, i), "reference_id": "r", "target_id": tgt, "reference_image": vec_image(R),
