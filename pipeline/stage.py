@@ -2,11 +2,13 @@
 
 A stage never imports Ray. Its constructor loads what it needs once; ``__call__(batch)`` maps a
 column batch (``dict[str, list | numpy.ndarray]``) to a column batch. The runtime turns it into a
-Ray Data ``map_batches`` operator; a test calls it directly.
+Ray Data ``map_batches`` operator; a test calls it directly. A stage declares the columns it
+reads (``reads``; ``optional_reads``: used when present) and writes; nothing else is read, and the
+runtime checks the chain against these declarations before it launches.
 
 Rows are never dropped inside a stage: a stage that rejects a row appends ``"<stage>:<reason>"``
 to the row's ``reject_reasons`` list, so that the writer can send it to ``rejected/`` and the
-counts add up (in = kept + rejected).
+counts add up (in = kept + rejected, per stage too: ``first_rejections`` and ``funnel``).
 """
 from __future__ import annotations
 
