@@ -1,4 +1,4 @@
-"""The filter family: a base class owns the loop (scores, counts, reasons); a filter fills one hook.
+"""The filter family: a base class owns the loop (scores, reasons); a filter fills one hook.
 
 A filter scores every row (rejected ones too, so the report can show both histograms), writes its
 score into ``scores[<score_field>]`` and rejects a row whose score fails its threshold with
@@ -6,7 +6,6 @@ score into ``scores[<score_field>]`` and rejects a row whose score fails its thr
 """
 from __future__ import annotations
 
-from collections import Counter
 from typing import Any, ClassVar
 
 from pipeline.stage import Batch, Stage, batch_len, to_list
@@ -15,6 +14,8 @@ from pipeline.stage import Batch, Stage, batch_len, to_list
 EMB_REFERENCE, EMB_TARGET = "emb_reference", "emb_target"
 EMB_TEXT_DIRECTION, EMB_REVERSE_DIRECTION = "emb_text_direction", "emb_reverse_direction"
 EMB_TEXT = "emb_text"
+# ShapesWorld rows: the filters check these exactly when present.
+SCENE_COLUMNS = ("reference_scene", "target_scene")
 
 
 class Filter(Stage):
@@ -22,6 +23,7 @@ class Filter(Stage):
 
     score_field: ClassVar[str] = ""
     reason: ClassVar[str] = "failed"
+    optional_reads: tuple[str, ...] = ("scores",)  # the loop adds its score to the row's scores so far
     writes = ("scores",)
     num_cpus = 0.5
     batch_size = 256
@@ -29,7 +31,6 @@ class Filter(Stage):
 
     def __init__(self, **config: Any):
         self.config = config
-        self.counts: Counter = Counter()
 
     # -- the hooks ---------------------------------------------------------------------------
     def score_rows(self, rows: list[dict]) -> list[float | None]:
@@ -49,20 +50,16 @@ class Filter(Stage):
     # -- the loop ----------------------------------------------------------------------------
     def process(self, batch: Batch) -> Batch:
         n = batch_len(batch)
-        cols = {k: to_list(v) for k, v in batch.items()}
+        # Rows of the declared columns only: a filter that reads another column sees None (tests catch it).
+        cols = {k: to_list(batch[k]) for k in (*self.reads, *self.optional_reads) if k in batch}
         rows = [{k: v[i] for k, v in cols.items()} for i in range(n)]
         scores = self.score_rows(rows)
         out_scores = []
         for i, (row, s) in enumerate(zip(rows, scores)):
             sc = dict(row.get("scores") or {})
-            if s is None:
-                self.counts["unscored"] += 1
-            else:
+            if s is not None:
                 sc[self.score_field] = float(s)
-                if self.keep(s, row):
-                    self.counts["kept"] += 1
-                else:
-                    self.counts["rejected"] += 1
+                if not self.keep(s, row):
                     self.reject(batch, i, self.reason_for(s, row))
             out_scores.append(sc)
         batch["scores"] = out_scores
@@ -76,7 +73,7 @@ def texts_of(row: dict, column: str = "modification_text") -> str:
 
 def scenes_of(row: dict):
     """(reference Scene, target Scene) for a ShapesWorld row, else None (a photo row)."""
-    rs, ts = row.get("reference_scene"), row.get("target_scene")
+    rs, ts = (row.get(c) for c in SCENE_COLUMNS)
     if not rs or not ts:
         return None
     from pipeline.shapesworld import Scene

@@ -14,7 +14,7 @@ class ClipDirectionFilter(Filter):
     name = "clip_direction"
     score_field = "clip_direction"
     reason = "low_clip_direction"
-    reads = ("modification_text",)
+    optional_reads = Filter.optional_reads + (EMB_REFERENCE, EMB_TARGET, EMB_TEXT_DIRECTION)
 
     def score_row(self, row: dict) -> float | None:
         r, t, d = embedding(row, EMB_REFERENCE), embedding(row, EMB_TARGET), embedding(row, EMB_TEXT_DIRECTION)

@@ -35,10 +35,10 @@ class DuplicatesFilter(Filter):
     name = "duplicates"
     score_field = "duplicate"
     reads = ("reference_id", "target_id", "modification_text")
+    optional_reads = Filter.optional_reads + ("reference_image", "target_image")  # same images under other ids
     stateful = True
     concurrency = 1
     driver = True
-    replay_reads = ("reference_image", "target_image")  # same images under other ids
 
     def __init__(self, **config):
         super().__init__(**config)

@@ -37,6 +37,7 @@ class EmbedColumnsStage(Stage):
 
     name = "embed"
     reads = ("reference_image", "target_image", "modification_text")
+    optional_reads = ("reverse_text",)
     writes = (EMB_REFERENCE, EMB_TARGET, EMB_TEXT, EMB_TEXT_DIRECTION, EMB_REVERSE_DIRECTION)
     batch_size = 64
 

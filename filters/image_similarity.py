@@ -9,7 +9,7 @@ class ImageSimilarityFilter(Filter):
 
     name = "image_similarity"
     score_field = "image_similarity"
-    reads = ("reference_id",)
+    optional_reads = Filter.optional_reads + (EMB_REFERENCE, EMB_TARGET)  # else the miner's score in scores
 
     def score_row(self, row: dict) -> float | None:
         r, t = embedding(row, EMB_REFERENCE), embedding(row, EMB_TARGET)

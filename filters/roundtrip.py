@@ -5,8 +5,8 @@ text must point along E_I(tgt) - E_I(ref) and the reverse text back along its op
 """
 from __future__ import annotations
 
-from filters.base import (EMB_REFERENCE, EMB_REVERSE_DIRECTION, EMB_TARGET, EMB_TEXT_DIRECTION, Filter, cosine,
-                          embedding, scenes_of, texts_of)
+from filters.base import (EMB_REFERENCE, EMB_REVERSE_DIRECTION, EMB_TARGET, EMB_TEXT_DIRECTION, SCENE_COLUMNS, Filter,
+                          cosine, embedding, scenes_of, texts_of)
 
 
 def exact_roundtrip(fwd: str, rev: str, ref, tgt) -> float:
@@ -25,6 +25,8 @@ class RoundtripFilter(Filter):
     name = "roundtrip"
     score_field = "roundtrip"
     reads = ("modification_text", "reverse_text")
+    optional_reads = Filter.optional_reads + SCENE_COLUMNS + (EMB_REFERENCE, EMB_TARGET, EMB_TEXT_DIRECTION,
+                                                              EMB_REVERSE_DIRECTION)
 
     def score_row(self, row: dict) -> float | None:
         rev = row.get("reverse_text")

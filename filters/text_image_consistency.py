@@ -5,7 +5,8 @@ Photos: cos(E_I(tgt), E_T(text)) - cos(E_I(ref), E_T(text)).
 """
 from __future__ import annotations
 
-from filters.base import EMB_REFERENCE, EMB_TARGET, EMB_TEXT, Filter, cosine, embedding, scenes_of, texts_of
+from filters.base import (EMB_REFERENCE, EMB_TARGET, EMB_TEXT, SCENE_COLUMNS, Filter, cosine, embedding, scenes_of,
+                          texts_of)
 
 
 class TextImageConsistencyFilter(Filter):
@@ -15,6 +16,7 @@ class TextImageConsistencyFilter(Filter):
     score_field = "text_image_consistency"
     reason = "text_does_not_match_images"
     reads = ("modification_text",)
+    optional_reads = Filter.optional_reads + SCENE_COLUMNS + (EMB_REFERENCE, EMB_TARGET, EMB_TEXT)
 
     def score_row(self, row: dict) -> float | None:
         scenes = scenes_of(row)

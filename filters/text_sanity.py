@@ -37,6 +37,7 @@ class TextSanityFilter(Filter):
     name = "text_sanity"
     score_field = "text_sanity"
     reads = ("modification_text",)
+    optional_reads = Filter.optional_reads + ("reverse_text",)
 
     def _problem(self, row: dict) -> str | None:
         c = self.config

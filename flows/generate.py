@@ -46,14 +46,11 @@ def report_task(cfg: RunConfig) -> str:
 
 
 def _publish(cfg: RunConfig, manifest: dict, run: dict, report: str) -> None:
+    from pipeline.report import funnel_table
+
     rows = manifest["rows"]
-    pool = manifest["stage_counts"].get("pool", {})
-    table = [
-        {"stage": "pool", "in": pool.get("seen"), "out": pool.get("kept"), "dropped": pool.get("skipped")},
-        {"stage": "mining", "in": pool.get("kept"), "out": manifest["stage_counts"].get("mining", {}).get("pairs"),
-         "dropped": None},
-        {"stage": "stages+filters", "in": rows["in"], "out": rows["kept"], "dropped": rows["rejected"]},
-    ]
+    table = [{"stage": s["stage"], "in": s["in"], "out": s["out"], "dropped": s["rejected"]}
+             for s in funnel_table(manifest)]
     create_table_artifact(key=f"{_key(cfg.name)}-counts", table=table, description="rows per stage")
     create_link_artifact(key=f"{_key(cfg.name)}-report", link=f"file://{report}", link_text="quality report",
                          description="counts per stage, rejection reasons, score histograms, sample grids")

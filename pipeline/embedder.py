@@ -21,7 +21,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pipeline.config_mining import EmbedderConfig, TinyClipConfig
-from pipeline.stage import Batch, Stage, batch_len, to_list
 
 log = logging.getLogger(__name__)
 
@@ -90,43 +89,6 @@ def _normalized(feats) -> np.ndarray:
     # transformers 5 returns an output object whose pooler_output is the projected embedding.
     t = feats.pooler_output if hasattr(feats, "pooler_output") else feats
     return F.normalize(t.float(), dim=-1).cpu().numpy()
-
-
-class EmbedStage(Stage):
-    """Adds ``embedding`` (normalized image embedding); with ``text_column``, ``text_embedding`` too."""
-
-    name = "embed"
-    reads = ("image",)
-    writes = ("embedding",)
-    batch_size = 64
-
-    def __init__(self, config: EmbedderConfig | dict | None = None, cache_dir: str | Path = "cache",
-                 text_column: str | None = None):
-        cfg = EmbedderConfig.model_validate(config or {})
-        self.embedder = ClipEmbedder.from_config(cfg, cache_dir)
-        self.text_column = text_column
-        if text_column:
-            self.reads = ("image", text_column)
-            self.writes = ("embedding", "text_embedding")
-
-    def process(self, batch: Batch) -> Batch:
-        from pipeline.sources import decode_image
-
-        n = batch_len(batch)
-        images, ok = [], []
-        for i, cell in enumerate(to_list(batch["image"])):
-            try:
-                images.append(decode_image(cell))
-                ok.append(i)
-            except Exception as err:  # noqa: BLE001 - a bad image is a rejected row, not a crash
-                self.reject(batch, i, f"undecodable image ({type(err).__name__})")
-        emb = np.zeros((n, self.embedder.dim), np.float32)
-        emb[ok] = self.embedder.embed_images(images)
-        batch["embedding"] = emb
-        if self.text_column:
-            texts = ["" if t is None else str(t) for t in to_list(batch[self.text_column])]
-            batch["text_embedding"] = self.embedder.embed_texts(texts)
-        return batch
 
 
 # -- the tiny ShapesWorld CLIP ------------------------------------------------------------------

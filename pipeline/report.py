@@ -1,7 +1,8 @@
 """The quality report of a dataset: ``report/index.html`` plus PNG plots, from the manifest and shards.
 
-Counts per stage and rejection reasons come from manifest.json; score histograms and sample grids
-read the kept (data/) and rejected (rejected/) shards with pyarrow, only the columns they need.
+Counts per stage (a funnel) and rejection reasons come from manifest.json; score histograms and
+sample grids read the kept (data/) and rejected (rejected/) shards with pyarrow, only the columns
+they need.
 """
 from __future__ import annotations
 
@@ -51,21 +52,40 @@ def _save(fig, path: Path) -> str:
     return path.name
 
 
-def plot_counts(manifest: dict, out: Path) -> str:
-    """Bars: pool images seen and kept, pairs mined, rows in, kept and rejected."""
+def funnel_table(manifest: dict) -> list[dict]:
+    """Each step in run order with ``in``, ``out``, ``rejected`` and ``reasons``: the pool (images),
+    mining (pairs; no in), then each stage of the chain (rows)."""
+    sc = manifest.get("stage_counts") or {}
+    steps = []
+    if sc.get("pool"):
+        p = sc["pool"]
+        steps.append({"stage": "pool", "in": p.get("seen"), "out": p.get("kept"), "rejected": p.get("skipped"),
+                      "reasons": {}})
+    if sc.get("mining"):
+        steps.append({"stage": "mining", "in": None, "out": sc["mining"].get("pairs"), "rejected": None,
+                      "reasons": {}})
+    return steps + [{"stage": s, **sc[s]} for s in manifest.get("stages") or [] if s in sc]
+
+
+def plot_funnel(steps: list[dict], out: Path) -> str | None:
+    """Horizontal bars, the first step on top: what went on (out) and what was rejected, together the in."""
+    if not steps:
+        return None
     plt = _plt()
-    sc, rows = manifest.get("stage_counts") or {}, manifest.get("rows") or {}
-    bars = [("pool seen", (sc.get("pool") or {}).get("seen")), ("pool kept", (sc.get("pool") or {}).get("kept")),
-            ("pairs mined", (sc.get("mining") or {}).get("pairs")), ("rows in", rows.get("in")),
-            ("rows kept", rows.get("kept")), ("rows rejected", rows.get("rejected"))]
-    bars = [(k, v) for k, v in bars if v is not None]
-    fig, ax = plt.subplots(figsize=(7, 3))
-    ax.bar([k for k, _ in bars], [v for _, v in bars], color="#4a7ab5")
-    for i, (_, v) in enumerate(bars):
-        ax.annotate(str(v), (i, v), ha="center", va="bottom", fontsize=8)
-    ax.set_title("counts per stage")
-    ax.tick_params(axis="x", labelsize=8)
-    return _save(fig, out / "counts.png")
+    names = [s["stage"] for s in steps][::-1]
+    kept = [s["out"] or 0 for s in steps][::-1]
+    rejected = [s["rejected"] or 0 for s in steps][::-1]
+    fig, ax = plt.subplots(figsize=(7, 0.9 + 0.35 * len(steps)))
+    ax.barh(names, kept, color="#4a7ab5", label="out")
+    ax.barh(names, rejected, left=kept, color="#c0504d", label="rejected")
+    for y, (k, r) in enumerate(zip(kept, rejected)):
+        ax.annotate(f"{k} (-{r})" if r else str(k), (k + r, y), xytext=(3, 0), textcoords="offset points",
+                    va="center", fontsize=7)
+    ax.set_title("rows through each stage (pool: images, mining: pairs)", loc="left", fontsize=10)
+    ax.legend(fontsize=7, ncol=2, loc="lower right", bbox_to_anchor=(1, 1), frameon=False)
+    ax.tick_params(axis="y", labelsize=8)
+    ax.set_xlim(0, 1.2 * max(max(k + r for k, r in zip(kept, rejected)), 1))  # room for the labels
+    return _save(fig, out / "funnel.png")
 
 
 def plot_reasons(reasons: dict[str, int], out: Path) -> str | None:
@@ -141,33 +161,40 @@ def write_report(dataset_dir: str | Path, samples: int = 8) -> Path:
     kept_paths, rej_paths = _shards(root, True), _shards(root, False)
     kept_scores = [r["scores"] for r in _read(kept_paths, ["scores"])]
     rej_scores = [r["scores"] for r in _read(rej_paths, ["scores"])]
-    counts = plot_counts(manifest, out)
+    steps = funnel_table(manifest)
+    funnel = plot_funnel(steps, out)
     reasons = plot_reasons(manifest.get("reject_reasons") or {}, out)
     hists = plot_scores(kept_scores, rej_scores, out)
     grid = plot_samples(_read(kept_paths, list(SAMPLE_COLUMNS), samples), out, "samples_kept.png")
     rgrid = plot_samples(_read(rej_paths, list(SAMPLE_COLUMNS) + ["reject_reasons"], samples), out,
                          "samples_rejected.png", reasons=True)
     index = out / "index.html"
-    index.write_text(_html(manifest, counts, reasons, hists, grid, rgrid))
+    index.write_text(_html(manifest, steps, funnel, reasons, hists, grid, rgrid))
     return index
 
 
-def _table(pairs) -> str:
-    body = "".join(f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>" for k, v in pairs)
-    return f"<table>{body}</table>"
+def _row(cells, tag: str = "td") -> str:
+    return "<tr>" + "".join(f"<{tag}>{html.escape(str(c))}</{tag}>" for c in cells) + "</tr>"
 
 
-def _html(manifest: dict, counts, reasons, hists, grid, rgrid) -> str:
+def _table(rows, header: tuple = ()) -> str:
+    head = _row(header, "th") if header else ""
+    return "<table>" + head + "".join(_row(r) for r in rows) + "</table>"
+
+
+def _html(manifest: dict, steps, funnel, reasons, hists, grid, rgrid) -> str:
     rows = manifest.get("rows") or {}
     img = lambda n: f'<img src="{html.escape(n)}">' if n else "<p>none</p>"  # noqa: E731
-    stage = manifest.get("stage_counts") or {}
+    blank = lambda v: "" if v is None else v  # noqa: E731 - mining has no rows in, the pool no reasons
+    stage_rows = [(s["stage"], blank(s["in"]), blank(s["out"]), blank(s["rejected"]),
+                   ", ".join(f"{k} {v}" for k, v in s["reasons"].items())) for s in steps]
     parts = [
         f"<h1>{html.escape(str(manifest.get('name', 'dataset')))}: quality report</h1>",
         f"<p>state {html.escape(str(manifest.get('state')))}, config {html.escape(str(manifest.get('config_hash')))}, "
         f"units {manifest.get('units_committed')}/{manifest.get('units_total')}</p>",
         "<h2>Rows</h2>", _table([("in", rows.get("in")), ("kept", rows.get("kept")), ("rejected", rows.get("rejected"))]
                                + [(f"kept in {k}", v) for k, v in (rows.get("per_split") or {}).items()]),
-        "<h2>Counts per stage</h2>", _table((k, json.dumps(v, sort_keys=True)) for k, v in stage.items()), img(counts),
+        "<h2>Counts per stage</h2>", _table(stage_rows, ("stage", "in", "out", "rejected", "reasons")), img(funnel),
         "<h2>Rejection reasons</h2>", _table(sorted((manifest.get("reject_reasons") or {}).items())), img(reasons),
         "<h2>Scores</h2>", "".join(img(h) for h in hists) or "<p>no scores</p>",
         "<h2>Samples: kept</h2>", img(grid), "<h2>Samples: rejected</h2>", img(rgrid),

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from pipeline.env import set_defaults
 from pipeline.shards import ShardWriter
-from pipeline.stage import Batch, Stage, batch_len, to_list
+from pipeline.stage import Batch, Columns, Stage, batch_len, to_list
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +35,11 @@ class StageSpec:
         """GPUs per actor: the spec's setting, else the class's declaration."""
         return self.cls.num_gpus if self.num_gpus is None else self.num_gpus
 
+    @property
+    def columns(self) -> Columns:
+        """What the stage this spec builds reads and writes (it is not built)."""
+        return self.cls.declared_columns(self.kwargs)
+
     def build(self) -> Stage:
         return self.cls(**self.kwargs)
 
@@ -43,11 +48,12 @@ def check_chain(specs: list[StageSpec], initial_columns: Iterable[str]) -> None:
     """Fail before launch if a stage reads a column no earlier stage (or the input) provides."""
     have = set(initial_columns)
     for s in specs:
-        missing = [c for c in s.cls.reads if c not in have]
+        cols = s.columns
+        missing = [c for c in cols.reads if c not in have]
         if missing:
             raise ValueError(f"stage {s.cls.name!r} reads {missing}, which no earlier stage writes "
                              f"(available: {sorted(have)})")
-        have.update(s.cls.writes)
+        have.update(cols.writes)
 
 
 def _rows(batch: Batch) -> list[dict]:
@@ -101,6 +107,7 @@ class Runtime:
         """
         if rows:
             check_chain(self.specs, rows[0].keys())
+        writer.stages = tuple(s.cls.name for s in self.specs)
         drivers = [s.build() for s in self.driver_specs]
         if drivers:
             for chunk in history:

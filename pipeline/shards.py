@@ -3,7 +3,8 @@
 A run is cut into deterministic *units*. Everything a unit produces (one kept shard for its
 split, one rejected shard) is written under a temporary name, fsynced and renamed; then the
 unit's record ``_units/unit-NNNNN.json`` is written the same way. That record is the commit
-marker: a rerun skips units that have one, and ``finalize`` builds ``manifest.json`` from them.
+marker: a rerun skips units that have one, and ``finalize`` builds ``manifest.json`` from them
+(the counts per stage too: each record holds its unit's, counted from the rows' reasons).
 A writer killed at any point leaves no file under a final shard name that is not complete.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pyarrow.parquet as pq
 
 from pipeline import __version__
 from pipeline.schema import CONTRACT_VERSION, REQUIRED_COLUMNS, SCORE_FIELDS, arrow_schema
-from pipeline.stage import REJECT_COLUMN
+from pipeline.stage import REJECT_COLUMN, add_rejections, first_rejections, funnel
 
 UNITS_DIR = "_units"
 MANIFEST = "manifest.json"
@@ -95,6 +96,9 @@ class ShardWriter:
     row_group_size: int = 100
     compression: str = "zstd"
     embed_images: bool = True
+    # The chain's stage names in run order (the Runtime that feeds the writer sets them): recorded
+    # per unit, so the manifest counts rows through each stage of the chain actually run.
+    stages: tuple[str, ...] = ()
     _pending: dict[int, list[dict]] = field(default_factory=dict)
     _expected: dict[int, int] = field(default_factory=dict)
     _extra: dict[int, dict] = field(default_factory=dict)
@@ -152,6 +156,7 @@ class ShardWriter:
         record: dict[str, Any] = {
             "unit": unit, "rows_in": len(rows), "rows_kept": len(kept),
             "rows_rejected": len(rejected), "reject_reasons": _count_reasons(rejected),
+            "stages": list(self.stages), "stage_rejections": first_rejections(r[REJECT_COLUMN] for r in rejected),
             "shards": [], "committed_at": now.isoformat(), **self._extra.pop(unit),
         }
         parts = [(f"data/{s}", s, [r for r in kept if r["split"] == s], False)
@@ -236,9 +241,15 @@ def finalize(root: Path, config: dict, config_hash: str, units_total: int,
     for s in shards:
         per_split[s["split"]] = per_split.get(s["split"], 0) + s["rows"]
     reasons: dict[str, int] = {}
+    stages: dict[str, None] = {}  # ordered: the chain of the units' records
+    rejections: dict[str, dict] = {}
     for r in records:
         for k, v in r["reject_reasons"].items():
             reasons[k] = reasons.get(k, 0) + v
+        stages.update(dict.fromkeys(r.get("stages", [])))
+        add_rejections(rejections, _stage_rejections(root, r))
+    rows_in = sum(r["rows_in"] for r in records)
+    chain = funnel(rows_in, stages, rejections)
     manifest = {
         "contract_version": CONTRACT_VERSION,
         "pipeline_version": __version__,
@@ -248,18 +259,28 @@ def finalize(root: Path, config: dict, config_hash: str, units_total: int,
         "units_total": units_total,
         "units_committed": len(records),
         "rows": {
-            "in": sum(r["rows_in"] for r in records),
+            "in": rows_in,
             "kept": sum(r["rows_kept"] for r in records),
             "rejected": sum(r["rows_rejected"] for r in records),
             "per_split": dict(sorted(per_split.items())),
         },
         "reject_reasons": dict(sorted(reasons.items())),
-        "stage_counts": stage_counts or {},
+        "stages": list(chain),
+        "stage_counts": {**(stage_counts or {}), **chain},
         "shards": sorted(shards, key=lambda s: s["path"]),
         "config": config,
     }
     atomic_write_bytes(root / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True).encode())
     return manifest
+
+
+def _stage_rejections(root: Path, record: dict) -> dict[str, dict]:
+    if "stage_rejections" in record:
+        return record["stage_rejections"]
+    # A unit committed by a writer that did not record them: count from its rejected rows.
+    reasons = [x for s in record["shards"] if s["split"] == "rejected"
+               for x in pq.read_table(shard_path(root, s["path"]), columns=[REJECT_COLUMN]).column(0).to_pylist()]
+    return first_rejections(reasons)
 
 
 def verify(root: Path) -> list[str]:

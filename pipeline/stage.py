@@ -2,15 +2,17 @@
 
 A stage never imports Ray. Its constructor loads what it needs once; ``__call__(batch)`` maps a
 column batch (``dict[str, list | numpy.ndarray]``) to a column batch. The runtime turns it into a
-Ray Data ``map_batches`` operator; a test calls it directly.
+Ray Data ``map_batches`` operator; a test calls it directly. A stage declares the columns it
+reads (``reads``; ``optional_reads``: used when present) and writes; nothing else is read, and the
+runtime checks the chain against these declarations before it launches.
 
 Rows are never dropped inside a stage: a stage that rejects a row appends ``"<stage>:<reason>"``
 to the row's ``reject_reasons`` list, so that the writer can send it to ``rejected/`` and the
-counts add up (in = kept + rejected).
+counts add up (in = kept + rejected, per stage too: ``first_rejections`` and ``funnel``).
 """
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Iterable, NamedTuple
 
 import numpy as np
 
@@ -19,12 +21,23 @@ Batch = dict[str, Any]
 REJECT_COLUMN = "reject_reasons"
 
 
+class Columns(NamedTuple):
+    """A stage's declared columns: ``reads`` must be in the batch, ``optional_reads`` are used when
+    present (a stage reads nothing else), ``writes`` are in its output."""
+
+    reads: tuple[str, ...]
+    optional_reads: tuple[str, ...]
+    writes: tuple[str, ...]
+
+
 class Stage:
     """Base class: subclasses set the class attributes and implement ``process``."""
 
     name: ClassVar[str] = "stage"
-    reads: ClassVar[tuple[str, ...]] = ()
-    writes: ClassVar[tuple[str, ...]] = ()
+    # Instance-level where they depend on the constructor's arguments (see ``declared_columns``).
+    reads: tuple[str, ...] = ()
+    optional_reads: tuple[str, ...] = ()
+    writes: tuple[str, ...] = ()
     num_cpus: ClassVar[float] = 1.0
     num_gpus: ClassVar[float] = 0.0
     batch_size: ClassVar[int] = 64
@@ -35,6 +48,13 @@ class Stage:
     # and rebuilds its state from the committed units on resume (``replay``): for decisions that
     # depend on earlier rows, like "first occurrence kept".
     driver: ClassVar[bool] = False
+
+    @classmethod
+    def declared_columns(cls, kwargs: dict[str, Any]) -> Columns:
+        """The columns of a stage built with ``kwargs``, without building it (a model would load):
+        the class attributes; a stage whose columns depend on ``kwargs`` overrides this and sets the
+        same attributes on the instance in ``__init__``."""
+        return Columns(tuple(cls.reads), tuple(cls.optional_reads), tuple(cls.writes))
 
     def replay(self, rows: list[dict]) -> None:
         """Driver stages: take in rows already committed (a resumed run), in run order."""
@@ -80,3 +100,43 @@ def is_kept(batch: Batch, i: int) -> bool:
 
 def to_list(col: Any) -> list:
     return col.tolist() if isinstance(col, np.ndarray) else list(col)
+
+
+# -- counts per stage, from the rows' reject_reasons ----------------------------------------------
+def first_rejections(reasons: Iterable[list[str] | None]) -> dict[str, dict]:
+    """Per stage: rows it rejected first (``rejected``) and its reasons on them (``reasons``: rows each).
+
+    Stages append in chain order, so a row's first reason names the first stage that rejected it;
+    later stages still score (and may reject) the row, but it no longer counts for them."""
+    out: dict[str, dict] = {}
+    for row in reasons:
+        if not row:
+            continue
+        stage = row[0].partition(":")[0]
+        whys = {why for s, _, why in (r.partition(":") for r in row) if s == stage}
+        add_rejections(out, {stage: {"rejected": 1, "reasons": dict.fromkeys(whys, 1)}})
+    return out
+
+
+def add_rejections(total: dict[str, dict], part: dict[str, dict]) -> dict[str, dict]:
+    """Add ``first_rejections`` counts ``part`` into ``total`` (of several units); returns ``total``."""
+    for stage, c in part.items():
+        t = total.setdefault(stage, {"rejected": 0, "reasons": {}})
+        t["rejected"] += c["rejected"]
+        for why, n in c["reasons"].items():
+            t["reasons"][why] = t["reasons"].get(why, 0) + n
+    return total
+
+
+def funnel(rows_in: int, stages: Iterable[str], rejections: dict[str, dict]) -> dict[str, dict]:
+    """Per stage, in chain order: ``in`` (rows no earlier stage rejected), ``rejected`` (rows it
+    rejected first, with ``reasons``) and ``out`` = in - rejected, the next stage's in. A stage that
+    rejected rows but is not in ``stages`` (not run by a runtime) comes last, by name."""
+    order = list(dict.fromkeys(stages)) + sorted(set(rejections) - set(stages))
+    out, left = {}, rows_in
+    for s in order:
+        c = rejections.get(s) or {"rejected": 0, "reasons": {}}
+        out[s] = {"in": left, "out": left - c["rejected"], "rejected": c["rejected"],
+                  "reasons": dict(sorted(c["reasons"].items()))}
+        left -= c["rejected"]
+    return out

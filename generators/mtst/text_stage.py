@@ -25,8 +25,8 @@ class MTSTTextStage(Stage):
     """Writes ``modification_text`` (reference -> target) and ``reverse_text`` (target -> reference)."""
 
     name: ClassVar[str] = "mtst_text"
-    reads: ClassVar[tuple[str, ...]] = ("reference_id", "target_id", "reference_image", "target_image")
-    writes: ClassVar[tuple[str, ...]] = ("modification_text", "reverse_text")
+    reads = ("reference_id", "target_id", "reference_image", "target_image")
+    writes = ("modification_text", "reverse_text")
     num_gpus: ClassVar[float] = 1.0 if torch.cuda.is_available() else 0.0
     batch_size: ClassVar[int] = 64
 

@@ -35,6 +35,7 @@ class NegativesStage(Stage):
     name = "negatives"
     reads = ("triplet_id", "reference_id", "target_id", "reference_image", "target_image", "modification_text",
              "reference_scene", "target_scene")
+    optional_reads = ("scores",)
     writes = tuple(f"neg_{k}_{c}" for k in KINDS for c in ("image", "source", "instruction")) + (
         "editor", "scores") + SCENE_COLUMNS + ID_COLUMNS
     batch_size = 64

@@ -15,7 +15,7 @@ from pipeline.job.config import RunConfig
 from pipeline.runtime import Runtime, StageSpec
 from pipeline.schema import triplet_id
 from pipeline.seeding import derive_seed, unit_float
-from pipeline.shards import MANIFEST, UNITS_DIR, ShardWriter, atomic_write_bytes, finalize
+from pipeline.shards import MANIFEST, ShardWriter, atomic_write_bytes, finalize
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ def load_pool(cfg: RunConfig) -> Pool:
 
     source = make_source(cfg.source, cfg.seed)
     rows = {r["image_id"]: r for r in source}
-    return Pool(rows=rows, skipped=list(source.skipped), seen=len(rows) + len(source.skipped),
+    return Pool(rows=rows, skipped=list(source.skipped), seen=source.seen,
                 converted=list(getattr(source, "converted", [])))
 
 
@@ -194,7 +194,7 @@ def run_units(cfg: RunConfig, plan_: Plan, executor: str = "local", progress: bo
 def committed_rows(root: Path, driver_specs: list[StageSpec]):
     """The rows of committed units, unit by unit in run order (for driver stages to replay).
 
-    Only the columns the driver stages read (and ``reference_id``/``target_id`` to restore the
+    Only the columns the driver stages may read (and ``reference_id``/``target_id`` to restore the
     row order of a unit) are read; nothing is read when there is no driver stage."""
     import pyarrow.parquet as pq
 
@@ -204,7 +204,7 @@ def committed_rows(root: Path, driver_specs: list[StageSpec]):
         return
     wanted = {"reference_id", "target_id"}
     for spec in driver_specs:
-        wanted |= set(spec.cls.reads) | set(getattr(spec.cls, "replay_reads", ()))
+        wanted |= set(spec.columns.reads) | set(spec.columns.optional_reads)
     for record in load_unit_records(root):
         rows = []
         for shard in record.get("shards", []):
@@ -250,6 +250,3 @@ def generate(cfg: RunConfig, executor: str = "local", progress: bool = True) -> 
     run_units(cfg, p, executor=executor, progress=progress)
     return finalize_run(cfg, p)
 
-
-def committed_unit_count(root: Path) -> int:
-    return len(list((Path(root) / UNITS_DIR).glob("unit-*.json")))

@@ -2,7 +2,7 @@
 
 A source yields ``{"image_id", "image": {"bytes", "path"}, "label", "caption"}`` (the image in the
 HF ``datasets`` Image layout) sorted by ``image_id``. An input that cannot be used lands in
-``skipped`` as ``(id_or_path, "kind: detail")``; after a full pass ``seen == yielded + len(skipped)``.
+``skipped`` as ``(id_or_path, "kind: detail")``; after a full pass ``seen`` = rows yielded + ``len(skipped)``.
 
 What is skipped (kind): ``empty`` (zero bytes), ``not_image`` (Pillow cannot identify it),
 ``corrupt`` (truncated or damaged), ``too_large`` (decompression bomb guard), ``too_small`` (a
@@ -159,13 +159,12 @@ class Source:
         self.skipped: list[tuple[str, str]] = []
         self.converted: list[tuple[str, str]] = []
         self.seen = 0
-        self.yielded = 0
 
     def entries(self) -> Iterator[Entry]:  # pragma: no cover - the hook subclasses fill
         raise NotImplementedError
 
     def __iter__(self) -> Iterator[dict]:
-        self.skipped, self.converted, self.seen, self.yielded = [], [], 0, 0
+        self.skipped, self.converted, self.seen = [], [], 0
         self._digests: dict[bytes, str] = {}
         last: str | None = None
         for e in self.entries():
@@ -178,7 +177,6 @@ class Source:
             last = e.image_id
             row = self._load(e)
             if row is not None:
-                self.yielded += 1
                 yield row
 
     def _skip(self, e: Entry, reason: str) -> None:
@@ -216,9 +214,3 @@ class Source:
         if e.extra:
             row.update(e.extra)
         return row
-
-    @property
-    def counts(self) -> dict[str, int]:
-        """What the last full pass saw, yielded (``converted`` of them normalized) and skipped."""
-        return {"seen": self.seen, "yielded": self.yielded, "skipped": len(self.skipped),
-                "converted": len(self.converted)}

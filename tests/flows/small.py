@@ -22,6 +22,18 @@ def small_config(tmp_path: Path, name: str = "small", families: int = 24, rows_p
     return path
 
 
+def assert_stage_counts_add_up(manifest: dict, chain: list[str]) -> None:
+    """The manifest counts rows through ``chain`` in order: in = out + rejected, one stage's out the
+    next one's in, from the mined pairs down to the kept rows."""
+    sc, rows = manifest["stage_counts"], manifest["rows"]
+    assert manifest["stages"] == chain
+    assert sc[chain[0]]["in"] == rows["in"] == sc["mining"]["pairs"]
+    for a, b in zip(chain, chain[1:] + [None]):
+        c = sc[a]
+        assert c["in"] == c["out"] + c["rejected"] and c["rejected"] <= sum(c["reasons"].values())
+        assert c["out"] == (sc[b]["in"] if b else rows["kept"])
+
+
 def triplet_ids(dataset: Path) -> list[str]:
     import pyarrow.dataset as pads
 

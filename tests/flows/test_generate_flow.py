@@ -7,7 +7,7 @@ from flows.generate import generate_flow
 from pipeline.job.config import load_config
 from pipeline.job.generate import generate, plan
 from pipeline.shapesworld import Scene, apply_text
-from tests.flows.small import small_config, triplet_ids
+from tests.flows.small import assert_stage_counts_add_up, small_config, triplet_ids
 
 
 def test_flow_through_ray_writes_a_dataset_that_adds_up(tmp_path, ray_local, monkeypatch):
@@ -20,6 +20,8 @@ def test_flow_through_ray_writes_a_dataset_that_adds_up(tmp_path, ray_local, mon
     assert rows["in"] == rows["kept"] + rows["rejected"] > 0
     assert set(rows["per_split"]) >= {"train", "val", "test"}
     assert manifest["stage_counts"]["pool"]["kept"] == 24 * 5
+    assert_stage_counts_add_up(manifest, ["annotator", "negatives", "text_sanity", "roundtrip",
+                                          "text_image_consistency", "clip_direction", "image_similarity", "duplicates"])
     # every kept text is ground truth: the parser turns the reference into the target
     table = pq.ParquetFile(next((root / "data" / "train").glob("*.parquet"))).read()
     for r in table.select(["modification_text", "reverse_text", "reference_scene", "target_scene"]).to_pylist():
@@ -33,15 +35,16 @@ def test_flow_through_ray_writes_a_dataset_that_adds_up(tmp_path, ray_local, mon
     before = {p: p.stat().st_mtime_ns for p in root.rglob("*.parquet")}
     again = generate_flow(str(path), executor="ray")
     assert {p: p.stat().st_mtime_ns for p in root.rglob("*.parquet")} == before
-    assert again["rows"] == rows
+    assert again["rows"] == rows and again["stage_counts"] == manifest["stage_counts"]  # from every committed unit
 
 
 def test_local_executor_gives_the_same_rows_as_ray(tmp_path, ray_local):
     ray_cfg = load_config(small_config(tmp_path, name="viaray", families=10))
     local_cfg = load_config(small_config(tmp_path, name="vialocal", families=10))
-    generate(ray_cfg, executor="ray", progress=False)
-    generate(local_cfg, executor="local", progress=False)
+    via_ray = generate(ray_cfg, executor="ray", progress=False)
+    via_local = generate(local_cfg, executor="local", progress=False)
     assert triplet_ids(ray_cfg.dataset_dir) == triplet_ids(local_cfg.dataset_dir)
+    assert via_ray["stage_counts"] == via_local["stage_counts"]
 
 
 def test_same_config_same_plan_and_units(tmp_path):

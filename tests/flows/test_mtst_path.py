@@ -6,7 +6,7 @@ import pyarrow.dataset as pads
 from pipeline.job.chain import generator_name, prepare_generator
 from pipeline.job.config import load_config
 from pipeline.job.generate import generate
-from tests.flows.small import small_config
+from tests.flows.small import assert_stage_counts_add_up, small_config
 
 TINY_MTST = {"kind": "mtst", "mtst": {
     "data": {"n_triplets": 48, "image_size": 32},
@@ -21,6 +21,8 @@ def test_mtst_generator_writes_both_texts_and_every_row_is_accounted_for(tmp_pat
     manifest = generate(cfg, executor="local", progress=False)
     rows = manifest["rows"]
     assert rows["in"] == rows["kept"] + rows["rejected"] == manifest["stage_counts"]["mining"]["pairs"] > 0
+    assert_stage_counts_add_up(manifest, ["mtst_text", "negatives", "text_sanity", "roundtrip",
+                                          "text_image_consistency", "clip_direction", "image_similarity", "duplicates"])
     files = sorted(str(p) for p in cfg.dataset_dir.glob("*/**/part-*.parquet"))
     table = pads.dataset(files, format="parquet").to_table(
         columns=["generator", "modification_text", "reverse_text"]).to_pylist()

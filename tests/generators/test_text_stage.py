@@ -37,7 +37,9 @@ def _batch(seed_set, rows):
 
 
 def test_writes_forward_and_reverse_texts(trained_dir, seed_set):
-    out = MTSTTextStage(trained_dir)(_batch(seed_set, [(0, 1), (2, 3)]))
+    batch = _batch(seed_set, [(0, 1), (2, 3)])
+    assert set(batch) == set(MTSTTextStage.reads)  # the stage reads only what it declares
+    out = MTSTTextStage(trained_dir)(batch)
     assert len(out["modification_text"]) == len(out["reverse_text"]) == 2
     assert all(t.startswith("make it") for t in out["modification_text"] + out["reverse_text"])
 

@@ -202,6 +202,8 @@ def test_run_over_bad_folder_records_pool_counts_in_the_manifest(tmp_path, bad_f
     assert rows["in"] == rows["kept"] + rows["rejected"] == manifest["stage_counts"]["mining"]["pairs"] > 0
     # folder images have no scene graph: the ground-truth annotator rejects each pair, with that reason
     assert manifest["reject_reasons"] == {"annotator:no_scene_graph": rows["in"]}
+    assert manifest["stages"] == ["annotator"] and manifest["stage_counts"]["annotator"] == {
+        "in": rows["in"], "out": 0, "rejected": rows["in"], "reasons": {"no_scene_graph": rows["in"]}}
 
 
 def test_empty_pool_is_a_clear_error(tmp_path):

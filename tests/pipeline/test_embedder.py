@@ -7,7 +7,7 @@ from PIL import Image
 
 from pipeline import embedder as emb_mod
 from pipeline.config_mining import EmbedderConfig, MiningConfig, TinyClipConfig
-from pipeline.embedder import ClipEmbedder, EmbedStage, build_tokenizer, ensure_tiny_clip, tiny_clip_config
+from pipeline.embedder import ClipEmbedder, build_tokenizer, ensure_tiny_clip, tiny_clip_config
 from pipeline.mining import mine
 from pipeline.sources import ShapesWorldSource, decode_image
 
@@ -66,15 +66,6 @@ def test_a_clip_saved_with_save_pretrained_loads_by_path(tmp_path):
     e = ClipEmbedder.from_config(EmbedderConfig(checkpoint=str(tmp_path)))
     assert e.embed_images([Image.new("RGB", (50, 40), "red")]).shape == (1, 16)
     assert e.embed_texts(["a red circle", "an unknown word"]).shape == (2, 16)
-
-
-def test_embed_stage_writes_embeddings_and_rejects_bad_images(tiny_dir, pool, cache):
-    stage = EmbedStage(EmbedderConfig(tiny=TINY), cache_dir=cache, text_column="caption")
-    batch = {"image": [r["image"] for r in pool[:3]] + [{"bytes": b"not an image", "path": None}],
-             "caption": [r["caption"] for r in pool[:3]] + [None]}
-    out = stage(batch)
-    assert out["embedding"].shape == (4, 16) and out["text_embedding"].shape == (4, 16)
-    assert out["reject_reasons"][:3] == [[], [], []] and out["reject_reasons"][3][0].startswith("embed:undecodable")
 
 
 def test_mine_embeds_the_pool_with_the_cached_clip(tiny_dir, pool, cache):

@@ -1,11 +1,11 @@
-"""The quality report: an HTML page with counts, reasons, score histograms and sample grids."""
+"""The quality report: an HTML page with a funnel of counts per stage, reasons, score histograms and sample grids."""
 from pipeline.report import write_report
 from pipeline.shards import ShardWriter, finalize
 from tests.pipeline.rows import png, row
 
 
 def make_dataset(root, n=12):
-    w = ShardWriter(root)
+    w = ShardWriter(root, stages=("annotator", "sanity"))
     w.expect(0, n)
     rows = []
     for i in range(n):
@@ -25,12 +25,16 @@ def test_report_has_counts_reasons_histograms_and_samples(tmp_path):
     index = write_report(tmp_path)
     assert index == tmp_path / "report" / "index.html"
     page = index.read_text()
-    for png_name in ("counts.png", "reject_reasons.png", "score_roundtrip.png", "score_clip_direction.png",
+    for png_name in ("funnel.png", "reject_reasons.png", "score_roundtrip.png", "score_clip_direction.png",
                      "samples_kept.png", "samples_rejected.png"):
         assert (tmp_path / "report" / png_name).stat().st_size > 1000
         assert f'src="{png_name}"' in page
     assert not (tmp_path / "report" / "score_duplicate.png").exists()  # no row has that score
     assert "sanity:empty_text" in page and f"<td>kept</td><td>{manifest['rows']['kept']}</td>" in page
+    # the funnel's table: pool images, mined pairs, then rows through each stage of the chain
+    assert "<td>pool</td><td>20</td><td>18</td><td>2</td>" in page and "<td>mining</td><td></td><td>12</td>" in page
+    assert "<td>annotator</td><td>12</td><td>12</td><td>0</td>" in page
+    assert "<td>sanity</td><td>12</td><td>9</td><td>3</td><td>empty_text 3</td>" in page
 
 
 def test_report_escapes_text_and_handles_no_rejections(tmp_path):

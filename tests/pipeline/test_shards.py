@@ -115,3 +115,27 @@ def test_resume_skips_committed_units(tmp_path):
     assert (tmp_path / "data/train/part-00000.parquet").stat().st_mtime_ns == before
     rec = json.loads((tmp_path / "_units/unit-00000.json").read_text())
     assert rec["rows_in"] == 1 and rec["shards"][0]["rows"] == 1
+
+
+def test_stage_counts_come_from_the_rows_of_every_committed_unit(tmp_path):
+    def rows(unit, reasons):
+        return [{**row(unit, i), "reject_reasons": r} for i, r in enumerate(reasons)]
+
+    w = ShardWriter(tmp_path, stages=("a", "b", "c"))
+    w.expect(0, 4)
+    # a row rejected by a counts there only; later stages still see it and may add reasons
+    w.add(rows(0, [[], ["a:x"], ["a:x", "b:y"], ["b:y", "c:z", "b:w"]]))
+    w = ShardWriter(tmp_path, stages=("a", "b", "c"))  # a resumed run: unit 0 is committed
+    w.expect(1, 2)
+    w.add(rows(1, [["c:z"], []]))
+    m = finalize(tmp_path, {}, "h", units_total=2, stage_counts={"pool": {"seen": 3}})
+    assert m["stages"] == ["a", "b", "c"] and m["stage_counts"]["pool"] == {"seen": 3}
+    assert [m["stage_counts"][s] for s in m["stages"]] == [
+        {"in": 6, "out": 4, "rejected": 2, "reasons": {"x": 2}},
+        {"in": 4, "out": 3, "rejected": 1, "reasons": {"w": 1, "y": 1}},
+        {"in": 3, "out": 2, "rejected": 1, "reasons": {"z": 1}}]
+    assert m["rows"]["kept"] == 2
+    # a unit record from before the writer kept these counts: counted from its rejected rows
+    rec = tmp_path / "_units/unit-00000.json"
+    rec.write_text(json.dumps({k: v for k, v in json.loads(rec.read_text()).items() if k != "stage_rejections"}))
+    assert finalize(tmp_path, {}, "h", units_total=2, stage_counts={"pool": {"seen": 3}}) == m
