@@ -119,7 +119,7 @@ def test_demo_chain_stages_read_only_what_they_declare(tmp_path):
     MTST text stage is run on its declared columns alone in tests/generators/test_text_stage.py."""
     from generators.negatives.stage import write_pool
     from pipeline.job.chain import all_stage_specs
-    from pipeline import generate
+    from pipeline.job import generate
     from pipeline.job.config import load_config
 
     cfg = load_config(small_config(tmp_path, families=8, negatives={"editor": "shapesworld"}))
