@@ -27,7 +27,7 @@ class Pool:
     rows: dict[str, dict]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seen: int = 0
-    converted: list = field(default_factory=list)  # kept, normalized to RGB (CMYK, 16-bit, alpha, EXIF)
+    converted: list = field(default_factory=list)  # (id, what): kept, normalized (CMYK, 16-bit, alpha, EXIF, frames)
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class Plan:
     def stage_counts(self) -> dict:
         return {"pool": {"seen": self.pool.seen, "kept": len(self.pool.rows), "skipped": len(self.pool.skipped),
                          "converted": len(self.pool.converted),
+                         # every converted input and what was done to it (skipped ones: the first 20)
+                         "converted_inputs": dict(self.pool.converted),
                          "skipped_examples": [f"{i}: {r}" for i, r in self.pool.skipped[:20]]},
                 "mining": {"pairs": len(self.pairs)}, "units": len(self.units)}
 
