@@ -75,7 +75,8 @@ def load_pool(cfg: RunConfig) -> Pool:
 def mine_pairs(cfg: RunConfig, pool: Pool) -> list[Pair]:
     from pipeline.mining import mine
 
-    found = mine(pool.rows, cfg.mining, cfg.embedder, seed=cfg.seed, cache_dir=cfg.cache_dir)
+    found = mine(pool.rows, cfg.mining, cfg.embedder, seed=cfg.seed, cache_dir=cfg.cache_dir,
+                 part_of=lambda i: image_split(cfg, i, pool.rows[i]))
     return [Pair(r, t, s, strategy) for r, t, s, strategy in found]
 
 
@@ -85,6 +86,14 @@ def cut_units(cfg: RunConfig, pairs: list[Pair]) -> list[list[Pair]]:
     pairs = sorted(pairs, key=lambda p: (p.reference_id, p.target_id))
     n = cfg.shards.rows_per_unit
     return [pairs[i:i + n] for i in range(0, len(pairs), n)]
+
+
+def image_split(cfg: RunConfig, image_id: str, row: dict) -> str:
+    """An image's split, drawn for its group: a ShapesWorld family (its label: the near-identical
+    scenes of a family stay together), else the image itself (a folder is a label, not a split).
+    Pairs are mined within a split, so a pair's two images and its row share it."""
+    family = row.get("label") if cfg.source.kind == "shapesworld" else None
+    return split_of(cfg, family or image_id)
 
 
 def split_of(cfg: RunConfig, group: str) -> str:
@@ -124,7 +133,7 @@ def unit_rows(cfg: RunConfig, plan_: Plan, unit: int) -> list[dict]:
             "reference_caption": ref.get("caption"), "target_caption": tgt.get("caption"),
             "reference_scene": ref.get("scene"), "target_scene": tgt.get("scene"),
             "mining": p.strategy, "scores": {"image_similarity": p.similarity},
-            "split": split_of(cfg, ref.get("label") or p.reference_id),
+            "split": image_split(cfg, p.reference_id, ref),
             "seed": derive_seed(cfg.seed, "unit", unit), "config_hash": chash,
             "pipeline_version": __version__, "generator": plan_.generator_id,
         })
