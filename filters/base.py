@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, ClassVar
 
-from pipeline.stage import Batch, Stage, batch_len, to_list
+from pipeline.stage import Batch, Stage, batch_len, missing, to_list
 
 # Columns the embed stage (filters/embed_columns.py) adds; filters read them when present.
 EMB_REFERENCE, EMB_TARGET = "emb_reference", "emb_target"
@@ -77,7 +77,7 @@ def texts_of(row: dict, column: str = "modification_text") -> str:
 def scenes_of(row: dict):
     """(reference Scene, target Scene) for a ShapesWorld row, else None (a photo row)."""
     rs, ts = row.get("reference_scene"), row.get("target_scene")
-    if not rs or not ts:
+    if missing(rs) or missing(ts) or not rs or not ts:
         return None
     from pipeline.shapesworld import Scene
 

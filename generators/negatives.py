@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from filters.base import scenes_of
 from generators import negatives_photo as photo
 from generators import negatives_shapesworld as sw
 from generators.editors import EditRequest, make_editor
@@ -67,7 +68,7 @@ class NegativesStage(Stage):
         live = [i for i in range(n) if is_kept(batch, i)]
         found: dict[tuple[int, str], dict] = {}
         requests: list[tuple[int, str, EditRequest]] = []
-        photo_rows = [i for i in live if not (rows[i]["reference_scene"] and rows[i]["target_scene"])]
+        photo_rows = [i for i in live if scenes_of(rows[i]) is None]
         anchors = self._anchors(rows, photo_rows)
         for i in live:
             r = rows[i]
@@ -128,11 +129,10 @@ class NegativesStage(Stage):
 
     # -- ShapesWorld: plan by scene graph, verify exactly --------------------------------------
     def _plan_scene(self, r: dict, rng: random.Random) -> dict:
-        from pipeline.shapesworld import Scene
-
-        if not (r["reference_scene"] and r["target_scene"]):
+        scenes = scenes_of(r)
+        if scenes is None:
             return {}
-        ref, tgt = Scene.from_json(r["reference_scene"]), Scene.from_json(r["target_scene"])
+        ref, tgt = scenes
         p = self.pool
         skip = {p.id_index.get(r["reference_id"]), p.id_index.get(r["target_id"])}
         near = p.embeddings[p.id_index[r["target_id"]]] if p.embeddings is not None and r["target_id"] in p.id_index else None
@@ -164,9 +164,10 @@ class NegativesStage(Stage):
     def _verify_scene(self, r: dict, kind: str, plan: dict) -> str | None:
         from pipeline.shapesworld import Scene
 
-        if not (r["reference_scene"] and r["target_scene"]):
+        scenes = scenes_of(r)
+        if scenes is None:
             return None  # photos are verified in _verify_photos
-        ref, tgt = Scene.from_json(r["reference_scene"]), Scene.from_json(r["target_scene"])
+        ref, tgt = scenes
         neg = Scene.from_json(plan["scene"]) if plan.get("scene") else None
         if kind == "text_aligned":
             src = Scene.from_json(plan["source_scene"]) if plan.get("source_scene") else None
