@@ -240,9 +240,10 @@ class NegativesGPUStage(NegativesStage):
     batch_size = 32
 
 
-def pool_file(dataset_dir: str | Path) -> Path:
-    """Where the job writes the candidate pool of a run by default."""
-    return Path(dataset_dir) / "cache" / "negatives_pool.parquet"
+def pool_file(cache_dir: str | Path, config_hash: str) -> Path:
+    """Where the job writes the candidate pool of a run by default: a working file, kept under the
+    cache (keyed by config hash), outside the dataset folder and its contract."""
+    return Path(cache_dir) / "negatives-pool" / f"{config_hash}.parquet"
 
 
 def negative_stage_specs(cfg: NegativesConfig | None, pool_path: str | Path, seed: int = 0,

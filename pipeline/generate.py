@@ -142,14 +142,14 @@ def unit_rows(cfg: RunConfig, plan_: Plan, unit: int) -> list[dict]:
 
 def prepare(cfg: RunConfig, plan_: Plan) -> Plan:
     """What the stages need before they start: the trained text generator (cached by its config
-    hash) and the candidate pool file the negatives stage mines from (under the dataset folder)."""
+    hash) and the candidate pool file the negatives stage mines from (under the cache folder)."""
     from generators.negatives import pool_file, write_pool
     from generators.stages import prepare_generator
 
     check_output(cfg)
     plan_.model_dir = prepare_generator(cfg)
     if cfg.negatives.enabled:
-        path = Path(cfg.negatives.pool_path) if cfg.negatives.pool_path else pool_file(cfg.dataset_dir)
+        path = Path(cfg.negatives.pool_path) if cfg.negatives.pool_path else pool_file(cfg.cache_dir, cfg.config_hash())
         if cfg.negatives.pool_path is None and not path.is_file():  # deterministic for a config: write once
             write_pool(path, plan_.pool.rows.values())
         plan_.pool_path = str(path)
@@ -187,6 +187,9 @@ def run_units(cfg: RunConfig, plan_: Plan, executor: str = "local", progress: bo
                          embed_images=cfg.shards.embed_images)
     done = writer.committed_units()
     todo = [u for u in range(len(plan_.units)) if u not in done]
+    counts = {"units_total": len(plan_.units), "units_skipped": len(done), "units_written": len(todo)}
+    if not todo:  # nothing to run: no stage built, no Ray started
+        return {**counts, "rows_written": 0}
     rows = []
     for u in todo:
         r = unit_rows(cfg, plan_, u)
@@ -198,8 +201,7 @@ def run_units(cfg: RunConfig, plan_: Plan, executor: str = "local", progress: bo
     with _progress(progress and cfg.runtime.progress, len(todo), len(plan_.units) - len(todo)) as tick:
         written = runtime.run(rows, writer, on_commit=lambda unit, n: tick(),
                               history=committed_rows(root, runtime.driver_specs))
-    return {"units_total": len(plan_.units), "units_skipped": len(done), "units_written": len(todo),
-            "rows_written": written}
+    return {**counts, "rows_written": written}
 
 
 def committed_rows(root: Path, driver_specs: list[StageSpec]):
@@ -255,8 +257,23 @@ def finalize_run(cfg: RunConfig, plan_: Plan) -> dict:
     return manifest
 
 
+def complete_manifest(cfg: RunConfig) -> dict | None:
+    """The manifest of a dataset this config has finished (every unit committed), else None: a
+    rerun returns it at once instead of loading the pool, mining, training and starting Ray."""
+    path = cfg.dataset_dir / MANIFEST
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    if manifest.get("config_hash") != cfg.config_hash() or manifest.get("state") != "complete":
+        return None
+    return manifest if committed_unit_count(cfg.dataset_dir) == manifest.get("units_total") else None
+
+
 def generate(cfg: RunConfig, executor: str = "local", progress: bool = True) -> dict:
     """The whole job in one call: plan, run, finalize. Returns the manifest."""
+    done = complete_manifest(cfg)
+    if done is not None:
+        return done
     p = prepare(cfg, plan(cfg))
     run_units(cfg, p, executor=executor, progress=progress)
     return finalize_run(cfg, p)
