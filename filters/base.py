@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pipeline.shapesworld.scene import SCENE_COLUMNS, scenes_of  # noqa: F401 (the filters' row helpers)
 from pipeline.stage import Batch, Stage, batch_len, to_list
 
 # Columns the embed stage (filters/embed_columns.py) adds; filters read them when present.
@@ -15,7 +16,6 @@ EMB_REFERENCE, EMB_TARGET = "emb_reference", "emb_target"
 EMB_TEXT_DIRECTION, EMB_REVERSE_DIRECTION = "emb_text_direction", "emb_reverse_direction"
 EMB_TEXT = "emb_text"
 # ShapesWorld rows: the filters check these exactly when present.
-SCENE_COLUMNS = ("reference_scene", "target_scene")
 
 
 class Filter(Stage):
@@ -69,16 +69,6 @@ class Filter(Stage):
 def texts_of(row: dict, column: str = "modification_text") -> str:
     v = row.get(column)
     return "" if v is None else str(v)
-
-
-def scenes_of(row: dict):
-    """(reference Scene, target Scene) for a ShapesWorld row, else None (a photo row)."""
-    rs, ts = (row.get(c) for c in SCENE_COLUMNS)
-    if not rs or not ts:
-        return None
-    from pipeline.shapesworld import Scene
-
-    return Scene.from_json(rs), Scene.from_json(ts)
 
 
 def embedding(row: dict, column: str):

@@ -77,6 +77,10 @@ def _key(name: str) -> str:
 def generate_flow(config_path: str, executor: str = "ray", overrides: dict | None = None) -> dict:
     """Generate a triplet dataset from a run config; returns its manifest."""
     cfg = load_config(config_path, overrides)
+    done = steps.complete_manifest(cfg)
+    if done is not None:
+        print(f"{cfg.dataset_dir} is complete ({done['units_total']} units committed): nothing to do")
+        return done
     # 1. mine pairs and cut them into units
     plan = mine_task(cfg)
     # 2. train (or load) the text generator; write the negatives' candidate pool

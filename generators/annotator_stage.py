@@ -4,7 +4,7 @@ from __future__ import annotations
 import random
 
 from pipeline.seeding import derive_seed
-from pipeline.stage import Batch, Stage, to_list
+from pipeline.stage import Batch, Stage, missing, to_list
 
 ANNOTATOR_ID = "shapesworld-annotator"
 
@@ -28,7 +28,7 @@ class AnnotatorTextStage(Stage):
         fwd, rev = [], []
         tids = to_list(batch["triplet_id"])
         for i, (tid, rs, ts) in enumerate(zip(tids, batch["reference_scene"], batch["target_scene"])):
-            if rs is None or ts is None:
+            if missing(rs) or missing(ts):
                 self.reject(batch, i, "no_scene_graph")
                 fwd.append("")
                 rev.append(None)

@@ -10,9 +10,10 @@ from pipeline.shards import atomic_write_bytes
 def write_card(root: Path, manifest: dict) -> Path:
     """Write ``<root>/README.md`` from the manifest: splits for ``load_dataset``, counts, columns."""
     root = Path(root)
-    splits = [s for s in manifest["rows"]["per_split"] if s != "rejected"]
+    splits = list(manifest["rows"]["per_split"])
     yaml_splits = "\n".join(f"      - split: {s}\n        path: data/{s}/*.parquet" for s in splits)
-    counts = "\n".join(f"| {s} | {n} |" for s, n in manifest["rows"]["per_split"].items())
+    counts = "\n".join(f"| {s} | {n} |" for s, n in [*manifest["rows"]["per_split"].items(),
+                                                       ("rejected", manifest["rows"]["rejected"])])
     reasons = "\n".join(f"| `{r}` | {n} |" for r, n in manifest["reject_reasons"].items()) or "| (none) | 0 |"
     cols = "\n".join(f"| `{n}` | {t} | {d} |" for n, t, _, d in COLUMNS)
     text = f"""---

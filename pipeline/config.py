@@ -43,12 +43,13 @@ class SourceConfig(Section):
 
 
 class SplitConfig(Section):
-    """Share of pairs per split, assigned by the pair's group (its label, else the reference id)
-    with a seeded hash, so that a family of images never straddles two splits."""
+    """Share of images per split (ShapesWorld: of families), drawn by a seeded hash of the id.
 
-    train: float = Field(0.9, ge=0, le=1, description="share of pair groups in train")
-    val: float = Field(0.05, ge=0, le=1, description="share of pair groups in val")
-    test: float = Field(0.05, ge=0, le=1, description="share of pair groups in test")
+    Pairs are mined within a split, so no image is in two splits (docs/shard-contract.md)."""
+
+    train: float = Field(0.9, ge=0, le=1, description="share of images (ShapesWorld: families) in train")
+    val: float = Field(0.05, ge=0, le=1, description="share of images (ShapesWorld: families) in val")
+    test: float = Field(0.05, ge=0, le=1, description="share of images (ShapesWorld: families) in test")
 
     @model_validator(mode="after")
     def _sum_to_one(self):

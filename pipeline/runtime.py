@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 from pipeline.env import set_defaults
 from pipeline.shards import ShardWriter
-from pipeline.stage import Batch, Columns, Stage, batch_len, to_list
+from pipeline.stage import Batch, Columns, Stage, batch_len, nulls, to_list
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +57,7 @@ def check_chain(specs: list[StageSpec], initial_columns: Iterable[str]) -> None:
 
 
 def _rows(batch: Batch) -> list[dict]:
-    cols = {k: to_list(v) for k, v in batch.items()}
+    cols = {k: to_list(nulls(v)) for k, v in batch.items()}
     n = batch_len(batch)
     return [{k: _plain(v[i]) for k, v in cols.items()} for i in range(n)]
 

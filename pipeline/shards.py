@@ -239,7 +239,8 @@ def finalize(root: Path, config: dict, config_hash: str, units_total: int,
     shards = [s for r in records for s in r["shards"]]
     per_split: dict[str, int] = {}
     for s in shards:
-        per_split[s["split"]] = per_split.get(s["split"], 0) + s["rows"]
+        if s["path"].startswith("data/"):  # kept rows only: rejected/ is no split (rows.rejected counts it)
+            per_split[s["split"]] = per_split.get(s["split"], 0) + s["rows"]
     reasons: dict[str, int] = {}
     stages: dict[str, None] = {}  # ordered: the chain of the units' records
     rejections: dict[str, dict] = {}

@@ -9,6 +9,9 @@ runtime checks the chain against these declarations before it launches.
 Rows are never dropped inside a stage: a stage that rejects a row appends ``"<stage>:<reason>"``
 to the row's ``reject_reasons`` list, so that the writer can send it to ``rejected/`` and the
 counts add up (in = kept + rejected, per stage too: ``first_rejections`` and ``funnel``).
+
+An absent cell reaches a stage as None on both executors (Ray Data turns an all-None column into
+float NaN; ``Stage.__call__`` and the runtime's output turn it back); test cells with ``missing``.
 """
 from __future__ import annotations
 
@@ -63,7 +66,7 @@ class Stage:
         missing = [c for c in self.reads if c not in batch]
         if missing:
             raise KeyError(f"stage {self.name!r} needs columns {missing}; the batch has {sorted(batch)}")
-        batch = dict(batch)
+        batch = {k: nulls(v) for k, v in batch.items()}
         n = batch_len(batch)
         if REJECT_COLUMN not in batch:
             batch[REJECT_COLUMN] = [[] for _ in range(n)]
@@ -140,3 +143,22 @@ def funnel(rows_in: int, stages: Iterable[str], rejections: dict[str, dict]) -> 
                   "reasons": dict(sorted(c["reasons"].items()))}
         left -= c["rejected"]
     return out
+def missing(v: Any) -> bool:
+    """Whether a cell is absent, however the executor spells it: None, float NaN (Ray Data's
+    all-None column), pandas NA / NaT."""
+    if v is None:
+        return True
+    if isinstance(v, (float, np.floating)):
+        return bool(np.isnan(v))
+    return type(v).__name__ in ("NAType", "NaTType")
+
+
+def present(v: Any) -> bool:
+    return not missing(v)
+
+
+def nulls(col: Any) -> Any:
+    """A column with its absent cells as None: Ray Data hands an all-None column over as float NaN."""
+    if isinstance(col, np.ndarray) and col.dtype.kind == "f" and col.ndim == 1 and np.isnan(col).all():
+        return [None] * len(col)
+    return col

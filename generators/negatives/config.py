@@ -43,7 +43,7 @@ class NegativesConfig(Section):
     editor: Literal["shapesworld", "instruct_pix2pix", "none"] = Field(
         "shapesworld", description="who makes a negative no mined image fits; none: mined only")
     pool_path: Path | None = Field(None, description="candidate pool file (Parquet from write_pool); "
-                                                     "the job writes one under the dataset folder when unset")
+                                                     "the job writes one under <cache_dir>/negatives-pool/<config hash>.parquet when unset")
     max_candidates: int = Field(128, ge=1, description="pool images tried per triplet (most similar first, else a seeded sample)")
     max_image_aligned_edits: int = Field(2, ge=1, le=2, description="ShapesWorld: edits between reference "
                                                                      "and image-aligned negative at most")

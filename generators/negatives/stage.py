@@ -21,6 +21,7 @@ from generators.negatives.config import NegativesConfig
 from generators.negatives.pool import CandidatePool, write_pool
 from pipeline.runtime import StageSpec
 from pipeline.seeding import derive_seed
+from pipeline.shapesworld.scene import scenes_of
 from pipeline.stage import Batch, Stage, is_kept, to_list
 
 KINDS = ("text_aligned", "image_aligned")
@@ -68,7 +69,7 @@ class NegativesStage(Stage):
         live = [i for i in range(n) if is_kept(batch, i)]
         found: dict[tuple[int, str], dict] = {}
         requests: list[tuple[int, str, EditRequest]] = []
-        photo_rows = [i for i in live if not (rows[i]["reference_scene"] and rows[i]["target_scene"])]
+        photo_rows = [i for i in live if scenes_of(rows[i]) is None]
         anchors = self._anchors(rows, photo_rows)
         for i in live:
             r = rows[i]
@@ -129,11 +130,10 @@ class NegativesStage(Stage):
 
     # -- ShapesWorld: plan by scene graph, verify exactly --------------------------------------
     def _plan_scene(self, r: dict, rng: random.Random) -> dict:
-        from pipeline.shapesworld import Scene
-
-        if not (r["reference_scene"] and r["target_scene"]):
+        scenes = scenes_of(r)
+        if scenes is None:
             return {}
-        ref, tgt = Scene.from_json(r["reference_scene"]), Scene.from_json(r["target_scene"])
+        ref, tgt = scenes
         p = self.pool
         skip = {p.id_index.get(r["reference_id"]), p.id_index.get(r["target_id"])}
         near = p.embeddings[p.id_index[r["target_id"]]] if p.embeddings is not None and r["target_id"] in p.id_index else None
@@ -165,9 +165,10 @@ class NegativesStage(Stage):
     def _verify_scene(self, r: dict, kind: str, plan: dict) -> str | None:
         from pipeline.shapesworld import Scene
 
-        if not (r["reference_scene"] and r["target_scene"]):
+        scenes = scenes_of(r)
+        if scenes is None:
             return None  # photos are verified in _verify_photos
-        ref, tgt = Scene.from_json(r["reference_scene"]), Scene.from_json(r["target_scene"])
+        ref, tgt = scenes
         neg = Scene.from_json(plan["scene"]) if plan.get("scene") else None
         if kind == "text_aligned":
             src = Scene.from_json(plan["source_scene"]) if plan.get("source_scene") else None
@@ -253,9 +254,10 @@ def make_editor(kind: str, ip2p: dict | None = None) -> Editor | None:
     raise ValueError(f"negatives.editor={kind!r} is not known; use shapesworld, instruct_pix2pix or none")
 
 
-def pool_file(dataset_dir: str | Path) -> Path:
-    """Where the job writes the candidate pool of a run by default."""
-    return Path(dataset_dir) / "cache" / "negatives_pool.parquet"
+def pool_file(cache_dir: str | Path, config_hash: str) -> Path:
+    """Where the job writes the candidate pool of a run by default: a working file, kept under the
+    cache (keyed by config hash), outside the dataset folder and its contract."""
+    return Path(cache_dir) / "negatives-pool" / f"{config_hash}.parquet"
 
 
 def negative_stage_specs(cfg: NegativesConfig | None, pool_path: str | Path, seed: int = 0,

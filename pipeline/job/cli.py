@@ -63,11 +63,14 @@ def generate(
         _fail(str(err))
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        if flow:
+        from pipeline.job.generate import complete_manifest
+
+        manifest = complete_manifest(cfg)  # finished already: no flow server, no Ray, no mining
+        if manifest is None and flow:
             from flows.generate import generate_flow
 
             manifest = generate_flow(str(config), executor=executor, overrides=_overrides(set_ or []))
-        else:
+        elif manifest is None:
             from pipeline.job.generate import generate as run
 
             manifest = run(cfg, executor=executor)

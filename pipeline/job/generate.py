@@ -27,7 +27,7 @@ class Pool:
     rows: dict[str, dict]
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seen: int = 0
-    converted: list = field(default_factory=list)  # kept, normalized to RGB (CMYK, 16-bit, alpha, EXIF)
+    converted: list = field(default_factory=list)  # (id, what): kept, normalized (CMYK, 16-bit, alpha, EXIF, frames)
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,8 @@ class Plan:
     def stage_counts(self) -> dict:
         return {"pool": {"seen": self.pool.seen, "kept": len(self.pool.rows), "skipped": len(self.pool.skipped),
                          "converted": len(self.pool.converted),
+                         # every converted input and what was done to it (skipped ones: the first 20)
+                         "converted_inputs": dict(self.pool.converted),
                          "skipped_examples": [f"{i}: {r}" for i, r in self.pool.skipped[:20]]},
                 "mining": {"pairs": len(self.pairs)}, "units": len(self.units)}
 
@@ -73,7 +75,8 @@ def load_pool(cfg: RunConfig) -> Pool:
 def mine_pairs(cfg: RunConfig, pool: Pool) -> list[Pair]:
     from pipeline.mining import mine
 
-    found = mine(pool.rows, cfg.mining, cfg.embedder, seed=cfg.seed, cache_dir=cfg.cache_dir)
+    found = mine(pool.rows, cfg.mining, cfg.embedder, seed=cfg.seed, cache_dir=cfg.cache_dir,
+                 part_of=lambda i: image_split(cfg, i, pool.rows[i]))
     return [Pair(r, t, s, strategy) for r, t, s, strategy in found]
 
 
@@ -83,6 +86,14 @@ def cut_units(cfg: RunConfig, pairs: list[Pair]) -> list[list[Pair]]:
     pairs = sorted(pairs, key=lambda p: (p.reference_id, p.target_id))
     n = cfg.shards.rows_per_unit
     return [pairs[i:i + n] for i in range(0, len(pairs), n)]
+
+
+def image_split(cfg: RunConfig, image_id: str, row: dict) -> str:
+    """An image's split, drawn for its group: a ShapesWorld family (its label: the near-identical
+    scenes of a family stay together), else the image itself (a folder is a label, not a split).
+    Pairs are mined within a split, so a pair's two images and its row share it."""
+    family = row.get("label") if cfg.source.kind == "shapesworld" else None
+    return split_of(cfg, family or image_id)
 
 
 def split_of(cfg: RunConfig, group: str) -> str:
@@ -122,7 +133,7 @@ def unit_rows(cfg: RunConfig, plan_: Plan, unit: int) -> list[dict]:
             "reference_caption": ref.get("caption"), "target_caption": tgt.get("caption"),
             "reference_scene": ref.get("scene"), "target_scene": tgt.get("scene"),
             "mining": p.strategy, "scores": {"image_similarity": p.similarity},
-            "split": split_of(cfg, ref.get("label") or p.reference_id),
+            "split": image_split(cfg, p.reference_id, ref),
             "seed": derive_seed(cfg.seed, "unit", unit), "config_hash": chash,
             "pipeline_version": __version__, "generator": plan_.generator_id,
         })
@@ -131,14 +142,14 @@ def unit_rows(cfg: RunConfig, plan_: Plan, unit: int) -> list[dict]:
 
 def prepare(cfg: RunConfig, plan_: Plan) -> Plan:
     """What the stages need before they start: the trained text generator (cached by its config
-    hash) and the candidate pool file the negatives stage mines from (under the dataset folder)."""
+    hash) and the candidate pool file the negatives stage mines from (under the cache folder)."""
     from generators.negatives.stage import pool_file, write_pool
     from pipeline.job.chain import prepare_generator
 
     check_output(cfg)
     plan_.model_dir = prepare_generator(cfg)
     if cfg.negatives.enabled:
-        path = Path(cfg.negatives.pool_path) if cfg.negatives.pool_path else pool_file(cfg.dataset_dir)
+        path = Path(cfg.negatives.pool_path) if cfg.negatives.pool_path else pool_file(cfg.cache_dir, cfg.config_hash())
         if cfg.negatives.pool_path is None and not path.is_file():  # deterministic for a config: write once
             write_pool(path, plan_.pool.rows.values())
         plan_.pool_path = str(path)
@@ -176,6 +187,9 @@ def run_units(cfg: RunConfig, plan_: Plan, executor: str = "local", progress: bo
                          embed_images=cfg.shards.embed_images)
     done = writer.committed_units()
     todo = [u for u in range(len(plan_.units)) if u not in done]
+    counts = {"units_total": len(plan_.units), "units_skipped": len(done), "units_written": len(todo)}
+    if not todo:  # nothing to run: no stage built, no Ray started
+        return {**counts, "rows_written": 0}
     rows = []
     for u in todo:
         r = unit_rows(cfg, plan_, u)
@@ -187,8 +201,7 @@ def run_units(cfg: RunConfig, plan_: Plan, executor: str = "local", progress: bo
     with _progress(progress and cfg.runtime.progress, len(todo), len(plan_.units) - len(todo)) as tick:
         written = runtime.run(rows, writer, on_commit=lambda unit, n: tick(),
                               history=committed_rows(root, runtime.driver_specs))
-    return {"units_total": len(plan_.units), "units_skipped": len(done), "units_written": len(todo),
-            "rows_written": written}
+    return {**counts, "rows_written": written}
 
 
 def committed_rows(root: Path, driver_specs: list[StageSpec]):
@@ -244,8 +257,23 @@ def finalize_run(cfg: RunConfig, plan_: Plan) -> dict:
     return manifest
 
 
+def complete_manifest(cfg: RunConfig) -> dict | None:
+    """The manifest of a dataset this config has finished (every unit committed), else None: a
+    rerun returns it at once instead of loading the pool, mining, training and starting Ray."""
+    path = cfg.dataset_dir / MANIFEST
+    if not path.is_file():
+        return None
+    manifest = json.loads(path.read_text())
+    if manifest.get("config_hash") != cfg.config_hash() or manifest.get("state") != "complete":
+        return None
+    return manifest if committed_unit_count(cfg.dataset_dir) == manifest.get("units_total") else None
+
+
 def generate(cfg: RunConfig, executor: str = "local", progress: bool = True) -> dict:
     """The whole job in one call: plan, run, finalize. Returns the manifest."""
+    done = complete_manifest(cfg)
+    if done is not None:
+        return done
     p = prepare(cfg, plan(cfg))
     run_units(cfg, p, executor=executor, progress=progress)
     return finalize_run(cfg, p)

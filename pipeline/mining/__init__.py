@@ -6,8 +6,9 @@ deduplicated unless allowed, and the result is sorted by (reference_id, target_i
 """
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -60,10 +61,13 @@ def embed_pool(rows: dict[str, dict], embedder) -> tuple[list[str], np.ndarray]:
     return ids, np.concatenate(out) if out else np.zeros((0, dim), np.float32)
 
 
-def mine(rows: dict[str, dict], mining_cfg, embedder_cfg, *, seed: int,
-         cache_dir: str | Path = "cache") -> list[MinedPair]:
+def mine(rows: dict[str, dict], mining_cfg, embedder_cfg, *, seed: int, cache_dir: str | Path = "cache",
+         part_of: Callable[[str], str] | None = None) -> list[MinedPair]:
     """The pipeline's entry: embed the pool with the configured CLIP (only when a strategy, the
-    nearest pick or the near-duplicate check needs embeddings), then mine pairs."""
+    nearest pick or the near-duplicate check needs embeddings), then mine pairs.
+
+    ``part_of`` (image id -> part, e.g. its split): pairs are mined within each part only, so
+    that no image is paired across parts."""
     from pipeline.embedder import ClipEmbedder
 
     needs = "similarity" in mining_cfg.strategies or mining_cfg.pick == "nearest" or mining_cfg.near_dup < 1.0
@@ -71,5 +75,12 @@ def mine(rows: dict[str, dict], mining_cfg, embedder_cfg, *, seed: int,
         ids, emb = embed_pool(rows, ClipEmbedder.from_config(embedder_cfg, cache_dir=cache_dir))
     else:
         ids, emb = sorted(rows), None
-    return mine_pairs(ids, mining_cfg, seed=seed, embeddings=emb,
-                      labels=[rows[i].get("label") for i in ids], captions=[rows[i].get("caption") for i in ids])
+    parts: dict[str, list[int]] = defaultdict(list)
+    for n, i in enumerate(ids):
+        parts[part_of(i) if part_of else ""].append(n)
+    found: list[MinedPair] = []
+    for part in sorted(parts):
+        sub = [ids[n] for n in parts[part]]
+        found += mine_pairs(sub, mining_cfg, seed=seed, embeddings=None if emb is None else emb[parts[part]],
+                            labels=[rows[i].get("label") for i in sub], captions=[rows[i].get("caption") for i in sub])
+    return sorted(found)

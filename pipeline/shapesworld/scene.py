@@ -147,3 +147,17 @@ class Scene:
 def scene_id(scene: Scene) -> str:
     """Stable 12-hex-digit hash of the scene's JSON (same on every machine and Python run)."""
     return hashlib.blake2b(scene.to_json().encode(), digest_size=6).hexdigest()
+
+
+SCENE_COLUMNS = ("reference_scene", "target_scene")
+
+
+def scenes_of(row: dict) -> tuple[Scene, Scene] | None:
+    """(reference Scene, target Scene) of a ShapesWorld row, else None (a photo row, whose scene
+    cells are absent: None, or NaN where Ray Data turned an all-None column into floats)."""
+    from pipeline.stage import missing
+
+    rs, ts = (row.get(c) for c in SCENE_COLUMNS)
+    if missing(rs) or missing(ts) or not rs or not ts:
+        return None
+    return Scene.from_json(rs), Scene.from_json(ts)

@@ -7,18 +7,24 @@ HF ``datasets`` Image layout) sorted by ``image_id``. An input that cannot be us
 What is skipped (kind): ``empty`` (zero bytes), ``not_image`` (Pillow cannot identify it),
 ``corrupt`` (truncated or damaged), ``too_large`` (decompression bomb guard), ``too_small`` (a
 side below ``min_side``), ``duplicate_id``, ``duplicate_image`` (the same bytes as an earlier
-input), ``missing`` / ``unreadable`` (no file, a symlink loop), ``outside_root`` (a path or link
-that leaves the source's root), and ``missing_key`` (an annotation record without a needed key).
+input), ``missing`` / ``unreadable`` (no file, a symlink loop), ``not_regular`` (a FIFO, socket,
+device or directory with an image name: never opened for reading, so a FIFO cannot hang the run),
+``outside_root`` (a path or link that leaves the source's root), and ``missing_key`` (an
+annotation record without a needed key).
 
 What is converted, not skipped: CMYK, 16-bit, alpha (RGBA, LA, transparent palette), palette and
 other non-RGB modes, and EXIF-rotated images become upright 8-bit RGB PNG bytes (alpha composited
-on white); ``converted`` lists ``(id, what)`` for them. ``decode_image`` applies the same
-normalization to any image cell, so a path-only shard decodes to the same pixels.
+on white); ``converted`` lists ``(id, what)`` for them. A multi-frame image (multi-page TIFF,
+animated GIF / WebP / PNG) keeps its first frame, converted with the note
+``multi-frame: first of N frames kept``. ``decode_image`` applies the same normalization to any
+image cell (Pillow opens the first frame), so a path-only shard decodes to the same pixels.
 """
 from __future__ import annotations
 
 import hashlib
 import io
+import os
+import stat
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +72,9 @@ def open_checked(data: bytes, max_pixels: int | None = None,
             if min(w, h) < min_side:
                 return f"too_small: {w}x{h} pixels, a side below the minimum of {min_side}", None
             im.load()
+            if getattr(im, "n_frames", 1) > 1:  # counted here: a damaged later frame is a corrupt file
+                im.seek(0)
+                im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         return f"too_large: {err}", None
     except UnidentifiedImageError:
@@ -73,6 +82,35 @@ def open_checked(data: bytes, max_pixels: int | None = None,
     except Exception as err:  # noqa: BLE001 - corrupt files raise OSError, SyntaxError, struct.error, ...
         return f"corrupt: {type(err).__name__}: {err}", None
     return None, im
+
+
+_FILE_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+               (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def not_regular(mode: int) -> str | None:
+    """``"not_regular: a FIFO (named pipe)"`` (etc.) for a stat mode that is no regular file, else None."""
+    if stat.S_ISREG(mode):
+        return None
+    kind = next((name for test, name in _FILE_KINDS if test(mode)), "not a regular file")
+    return f"not_regular: {kind} with an image name; only regular files are read"
+
+
+def read_regular(path: Path | str) -> tuple[str | None, bytes | None]:
+    """``(None, bytes)`` of a regular file, else ``("kind: detail", None)``; never blocks on a FIFO.
+
+    Checked before opening (opening a device can have effects) and again on the open descriptor,
+    which is opened non-blocking, so a file swapped for a FIFO in between cannot hang the read."""
+    try:
+        why = not_regular(os.stat(path).st_mode)
+        if why:
+            return why, None
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as err:
+        return f"unreadable: {err.strerror or err}", None
+    with os.fdopen(fd, "rb") as f:
+        why = not_regular(os.fstat(fd).st_mode)
+        return (why, None) if why else (None, f.read())
 
 
 def check_image_bytes(data: bytes, max_pixels: int | None = None, min_side: int = 1) -> str | None:
@@ -95,6 +133,12 @@ def needs_normalizing(im: Image.Image) -> str | None:
     if _orientation(im) != 1:
         why.append(f"EXIF orientation {_orientation(im)}")
     return ", ".join(why) or None
+
+
+def frames_note(im: Image.Image) -> str | None:
+    """``"multi-frame: first of N frames kept"`` for a multi-page / animated image, else None."""
+    n = getattr(im, "n_frames", 1)
+    return f"multi-frame: first of {n} frames kept" if n > 1 else None
 
 
 def normalize_image(im: Image.Image) -> Image.Image:
@@ -188,10 +232,9 @@ class Source:
             return None
         data = e.data
         if data is None:
-            try:
-                data = Path(e.path).read_bytes()
-            except OSError as err:
-                self._skip(e, f"unreadable: {err.strerror or err}")
+            reason, data = read_regular(e.path)
+            if reason:
+                self._skip(e, reason)
                 return None
         if not e.verified:
             reason, im = open_checked(data, self.max_pixels, self.min_side)
@@ -205,10 +248,10 @@ class Source:
                 self._skip(e, f"duplicate_image: the same bytes as {first!r}")
                 return None
         if not e.verified:
-            why = needs_normalizing(im)
+            why = [w for w in (frames_note(im), needs_normalizing(im)) if w]
             if why:
                 data = png_bytes(normalize_image(im))
-                self.converted.append((e.image_id, f"{why} -> RGB PNG"))
+                self.converted.append((e.image_id, f"{', '.join(why)} -> RGB PNG"))
         row = {"image_id": e.image_id, "image": {"bytes": data, "path": _utf8_or_none(e.path)},
                "label": e.label, "caption": e.caption}
         if e.extra:

@@ -2,17 +2,20 @@
 
 Links and names: symlinked folders are not followed (no loops, no escape) and are recorded as
 skipped; a symlinked file is read only when its target is inside the folder (else
-``outside_root``; a loop or dangling link is ``unreadable``). A file name that is not valid
+``outside_root``; a loop or dangling link is ``unreadable``). Only regular files are read: a
+FIFO, socket or device with an image name, and a folder with one (whose contents are still
+walked), are skipped as ``not_regular``. A file name that is not valid
 UTF-8 keeps the image: its id spells the bad bytes as ``\\xNN`` escapes.
 """
 from __future__ import annotations
 
 import json
 import os
+import stat
 from pathlib import Path
 from typing import Iterator
 
-from .base import IMAGE_EXTENSIONS, MIN_SIDE, Entry, Source
+from .base import IMAGE_EXTENSIONS, MIN_SIDE, Entry, Source, not_regular
 
 METADATA_FILE = "metadata.jsonl"
 
@@ -39,18 +42,24 @@ class FolderSource(Source):
             raise ValueError(f"folder source: {str(self.root)!r} is not a folder")
         self.extensions = frozenset(e.lower() for e in extensions)
         self.linked_folders: list[str] = []
+        self.image_named_folders: list[str] = []
+
+    def _image_name(self, name: str) -> bool:
+        return not name.startswith(".") and os.path.splitext(name)[1].lower() in self.extensions
 
     def files(self) -> list[str]:
-        """Relative posix paths of the candidate files, sorted (symlinked folders in ``linked_folders``)."""
-        out, self.linked_folders = [], []
+        """Relative posix paths of the candidate files, sorted (symlinked folders in ``linked_folders``,
+        folders named like images in ``image_named_folders``)."""
+        out, self.linked_folders, self.image_named_folders = [], [], []
         for dirpath, dirnames, filenames in os.walk(self.root):  # followlinks=False: links not walked
             for d in dirnames:
+                rel = Path(dirpath, d).relative_to(self.root).as_posix()
                 if not d.startswith(".") and os.path.islink(os.path.join(dirpath, d)):
-                    self.linked_folders.append(Path(dirpath, d).relative_to(self.root).as_posix())
+                    self.linked_folders.append(rel)
+                elif self._image_name(d):
+                    self.image_named_folders.append(rel)
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
-            for f in filenames:
-                if not f.startswith(".") and os.path.splitext(f)[1].lower() in self.extensions:
-                    out.append(Path(dirpath, f).relative_to(self.root).as_posix())
+            out += [Path(dirpath, f).relative_to(self.root).as_posix() for f in filenames if self._image_name(f)]
         return sorted(out)
 
     def metadata(self) -> dict[str, dict]:
@@ -85,6 +94,7 @@ class FolderSource(Source):
         found = [(id_of(rel), rel, None) for rel in self.files()]
         found += [(id_of(rel), rel, "symlinked_folder: links to folders are not followed (loops, escapes)")
                   for rel in self.linked_folders]
+        found += [(id_of(rel), rel, not_regular(stat.S_IFDIR)) for rel in self.image_named_folders]
         for image_id, rel, problem in sorted(found):
             path = self.root / rel
             parent = Path(rel).parent

@@ -67,3 +67,23 @@ def test_a_folder_from_another_config_is_refused(tmp_path):
     else:
         raise AssertionError("a second config wrote into the same dataset folder")
     assert json.loads((cfg.dataset_dir / "manifest.json").read_text())["config_hash"] == cfg.config_hash()
+
+
+def test_a_complete_dataset_reruns_in_seconds(tmp_path, monkeypatch):
+    import time
+
+    from pipeline.job import generate as steps
+
+    cfg = load_config(small_config(tmp_path, families=4))
+    first = generate(cfg, executor="local", progress=False)
+
+    def no_work(*a, **k):
+        raise AssertionError("a complete dataset must not be planned, mined or run again")
+
+    monkeypatch.setattr(steps, "plan", no_work)
+    start = time.monotonic()
+    assert generate(cfg, executor="ray", progress=False) == first
+    assert time.monotonic() - start < 5
+    # a unit record gone: the dataset is no longer complete, and the run does the work
+    next((cfg.dataset_dir / "_units").glob("unit-*.json")).unlink()
+    assert steps.complete_manifest(cfg) is None

@@ -5,6 +5,9 @@ from __future__ import annotations
 import io
 import json
 import os
+import signal
+import socket
+import stat
 import struct
 import zlib
 
@@ -15,6 +18,7 @@ from PIL import Image
 from pipeline.job.config import ConfigError, parse_config
 from pipeline.config import SourceConfig
 from pipeline.sources import CirrSource, FolderSource, decode_image, make_source
+from pipeline.sources.base import not_regular
 
 
 def encode(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -154,6 +158,75 @@ def test_min_side_option(bad_folder):
     src = make_source(SourceConfig(kind="folder", path=bad_folder, options={"min_side": 1}))
     ids = {r["image_id"] for r in src}
     assert "bad/one-pixel.png" in ids and "bad/one-pixel.png" not in dict(src.skipped)
+
+
+@pytest.fixture
+def odd_folder(tmp_path, monkeypatch):
+    """Inputs that are no plain one-image files: a FIFO, a socket, a folder named like an image,
+    multi-frame TIFF and GIF."""
+    root = tmp_path / "odd"
+    write(root / "x.png" / "inner.png", encode(noise(seed=11), "PNG"))   # a folder named x.png: walked
+    os.mkfifo(root / "pipe.jpg")                                          # reading it would block forever
+    monkeypatch.chdir(root)  # a relative socket path: AF_UNIX paths are limited to ~108 bytes
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind("sock.png")
+    pages = [noise(seed=20 + i) for i in range(3)]
+    buf = io.BytesIO()
+    pages[0].save(buf, format="TIFF", save_all=True, append_images=pages[1:])
+    write(root / "pages.tif", buf.getvalue())
+    frames = [Image.new("RGB", (24, 16), c) for c in ((255, 0, 0), (0, 255, 0), (0, 0, 255), (9, 9, 9))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
+    write(root / "anim.gif", buf.getvalue())
+    yield root
+    sock.close()
+
+
+def _no_hang(seconds: int):
+    def fail(*_):
+        raise TimeoutError(f"the source blocked for {seconds} s (a FIFO read?)")
+    signal.signal(signal.SIGALRM, fail)
+    signal.alarm(seconds)
+
+
+def test_only_regular_files_are_read_and_multi_frame_images_keep_their_first_frame(odd_folder):
+    _no_hang(30)
+    try:
+        src = FolderSource(odd_folder)
+        rows = {r["image_id"]: r for r in src}
+    finally:
+        signal.alarm(0)
+    skipped = dict(src.skipped)
+    assert {i: r.split(":")[0] for i, r in skipped.items()} == {
+        "pipe.jpg": "not_regular", "sock.png": "not_regular", "x.png": "not_regular"}
+    assert "FIFO" in skipped["pipe.jpg"] and "socket" in skipped["sock.png"] and "directory" in skipped["x.png"]
+    assert sorted(rows) == ["anim.gif", "pages.tif", "x.png/inner.png"]
+    assert src.seen == len(rows) + len(src.skipped) == 6
+    converted = dict(src.converted)
+    assert converted["pages.tif"].startswith("multi-frame: first of 3 frames kept")
+    assert converted["anim.gif"].startswith("multi-frame: first of 4 frames kept")
+    tif = decode_image(rows["pages.tif"]["image"])
+    assert np.array_equal(np.asarray(tif), np.asarray(noise(seed=20)))   # page 1, lossless
+    assert Image.open(io.BytesIO(rows["pages.tif"]["image"]["bytes"])).format == "PNG"   # one frame stored
+    assert np.allclose(pixel(rows["anim.gif"]), (255, 0, 0), atol=8)
+    # the path-only route decodes the original file's first frame to the same pixels
+    assert np.array_equal(np.asarray(decode_image({"bytes": None, "path": str(odd_folder / "pages.tif")})),
+                          np.asarray(tif))
+
+
+def test_devices_are_named_not_read():
+    assert "character device" in not_regular(stat.S_IFCHR) and "block device" in not_regular(stat.S_IFBLK)
+    assert not_regular(stat.S_IFREG) is None
+
+
+def test_run_manifest_lists_what_was_converted_and_how(tmp_path, odd_folder):
+    from pipeline.job.generate import generate
+
+    manifest = generate(small_run(tmp_path, odd_folder), executor="local", progress=False)
+    pool = manifest["stage_counts"]["pool"]
+    assert (pool["seen"], pool["kept"], pool["skipped"], pool["converted"]) == (6, 3, 3, 2)
+    assert sorted(pool["converted_inputs"]) == ["anim.gif", "pages.tif"]
+    assert pool["converted_inputs"]["pages.tif"].startswith("multi-frame: first of 3 frames kept")
 
 
 # -- annotation files, pools, configs ----------------------------------------------------------

@@ -188,3 +188,20 @@ def test_driver_stages_run_last_in_the_driver_and_replay_history(tmp_path):
     Runtime([StageSpec(Shout), StageSpec(Count)]).run(rows, writer, history=[[{}, {}]])
     got = pads.dataset(tmp_path / "rejected", format="parquet").to_table().to_pylist()
     assert sorted(r for g in got for r in g["reject_reasons"] if r.startswith("count")) == ["count:after_third"] * 2
+
+
+def test_missing_cells_are_missing_however_the_executor_spells_them():
+    import numpy as np
+    import pandas as pd
+
+    from generators.annotator_stage import AnnotatorTextStage
+    from pipeline.stage import missing, nulls
+
+    assert all(missing(v) for v in (None, float("nan"), np.float32("nan"), pd.NA, pd.NaT))
+    assert not any(missing(v) for v in ("", 0, 0.0, "{}", []))
+    # Ray Data hands an all-None column over as float NaN: a stage sees None again
+    nan = np.full(2, np.nan, np.float32)
+    assert nulls(nan) == [None, None] and nulls(np.array([1.0, np.nan])).tolist()[0] == 1.0
+    out = AnnotatorTextStage()({"triplet_id": np.array(["a", "b"], object), "reference_scene": nan,
+                                "target_scene": nan})
+    assert out["reject_reasons"] == [["annotator:no_scene_graph"]] * 2

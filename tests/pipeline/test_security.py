@@ -33,21 +33,9 @@ class Payload:
 @pytest.fixture
 def tiny_clip(tmp_path):
     """A real (random, tiny) CLIP checkpoint folder as save_pretrained writes it."""
-    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel
+    from tests.checkpoints import save_tiny_clip
 
-    from pipeline.embedder import build_tokenizer
-
-    d = tmp_path / "clip"
-    tok = build_tokenizer()
-    cfg = CLIPConfig(text_config=dict(vocab_size=len(tok), hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                                      num_attention_heads=2, max_position_embeddings=32, pad_token_id=tok.pad_token_id,
-                                      bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id),
-                     vision_config=dict(image_size=16, patch_size=8, hidden_size=16, intermediate_size=32,
-                                        num_hidden_layers=1, num_attention_heads=2), projection_dim=8)
-    CLIPModel(cfg).save_pretrained(d)
-    tok.save_pretrained(d)
-    CLIPImageProcessorPil(size={"shortest_edge": 16}, crop_size={"height": 16, "width": 16}).save_pretrained(d)
-    return d
+    return save_tiny_clip(tmp_path / "clip")
 
 
 # -- 1. safetensors only ------------------------------------------------------------------------

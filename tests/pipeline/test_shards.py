@@ -29,7 +29,7 @@ def test_rejected_rows_go_apart_and_counts_add_up(tmp_path):
     w.expect(0, 4)
     w.add([row(0, 0), row(0, 1, rejected=True), row(0, 2), row(0, 3, rejected=True)])
     m = finalize(tmp_path, {}, "h", units_total=2)
-    assert m["rows"] == {"in": 4, "kept": 2, "rejected": 2, "per_split": {"rejected": 2, "train": 2}}
+    assert m["rows"] == {"in": 4, "kept": 2, "rejected": 2, "per_split": {"train": 2}}
     assert m["reject_reasons"] == {"sanity:empty_text": 2}
     assert m["state"] == "partial"  # 1 of 2 units
     assert pq.read_table(tmp_path / "rejected/part-00000.parquet").column("reject_reasons").to_pylist()[0] == [
