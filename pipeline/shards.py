@@ -110,7 +110,7 @@ class ShardWriter:
 
     # -- resume -------------------------------------------------------------------------------
     def committed_units(self) -> set[int]:
-        return {int(p.stem.split("-")[1]) for p in (self.root / UNITS_DIR).glob("unit-*.json")}
+        return committed_units(self.root)
 
     def clean_temporaries(self) -> int:
         """Remove temp files a killed writer left behind (never a final name)."""
@@ -221,6 +221,11 @@ def load_manifest(root: Path) -> dict:
     for s in manifest.get("shards", []):
         shard_path(root, s.get("path"))
     return manifest
+
+
+def committed_units(root: Path) -> set[int]:
+    """The units whose shards are committed (their unit record exists)."""
+    return {int(p.stem.split("-")[1]) for p in (Path(root) / UNITS_DIR).glob("unit-*.json")}
 
 
 def load_unit_records(root: Path) -> list[dict]:

@@ -15,7 +15,7 @@ from pipeline.job.config import RunConfig
 from pipeline.runtime import Runtime, StageSpec
 from pipeline.schema import triplet_id
 from pipeline.seeding import derive_seed, unit_float
-from pipeline.shards import MANIFEST, ShardWriter, atomic_write_bytes, finalize
+from pipeline.shards import MANIFEST, ShardWriter, atomic_write_bytes, committed_units, finalize
 
 log = logging.getLogger(__name__)
 
@@ -266,7 +266,7 @@ def complete_manifest(cfg: RunConfig) -> dict | None:
     manifest = json.loads(path.read_text())
     if manifest.get("config_hash") != cfg.config_hash() or manifest.get("state") != "complete":
         return None
-    return manifest if committed_unit_count(cfg.dataset_dir) == manifest.get("units_total") else None
+    return manifest if len(committed_units(cfg.dataset_dir)) == manifest.get("units_total") else None
 
 
 def generate(cfg: RunConfig, executor: str = "local", progress: bool = True) -> dict:
