@@ -118,8 +118,8 @@ def load_benchmark(ncfg: NightlyConfig, registry: Registry, run_cfg=None, datase
                          "with a held-out split to judge models on (nightly.benchmark_dir, nightly.benchmark_split)")
     path = registry.root / "benchmark" / "shapesworld.parquet"
     if not path.exists():
-        from trainers.data import write_rows
-        from trainers.shapesworld_sets import Seen, shapesworld_triplets, training_images
+        from pipeline.shapesworld.sets.retrieval import Seen, shapesworld_triplets
+        from trainers.data import training_images, write_rows
 
         b = ncfg.shapesworld_benchmark
         seen = Seen(image_size=b.image_size)

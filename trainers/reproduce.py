@@ -179,7 +179,7 @@ def _seed_set_key(cfg: ReproduceConfig) -> str:
 
 def ensure_seed_set(cfg: ReproduceConfig) -> Path:
     from trainers.data import write_rows
-    from trainers.shapesworld_sets import shapesworld_triplets
+    from pipeline.shapesworld.sets.retrieval import shapesworld_triplets
 
     path = cfg.out_dir / "sets" / f"seed-{_seed_set_key(cfg)}.parquet"
     if not path.exists():
@@ -190,8 +190,8 @@ def ensure_seed_set(cfg: ReproduceConfig) -> Path:
 
 
 def ensure_benchmark(cfg: ReproduceConfig, seed_path: Path, synthetic_dir: Path) -> Path:
-    from trainers.data import write_rows
-    from trainers.shapesworld_sets import shapesworld_triplets, training_images
+    from pipeline.shapesworld.sets.retrieval import shapesworld_triplets
+    from trainers.data import training_images, write_rows
 
     b = cfg.benchmark
     key = _hash({"bench": b.model_dump(exclude={"focus_queries", "focus_grid"}), "size": cfg.image_size,
