@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import typing
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
+
+S = typing.TypeVar("S", bound=BaseModel)
 
 
 class Section(BaseModel):
@@ -43,6 +46,37 @@ def parse_overrides(items: list[str], example: str = "seed=3") -> dict:
         k, v = item.split("=", 1)
         out[k.strip()] = yaml.safe_load(v)
     return out
+
+
+def load_section(model: type[S], path: str | Path | None = None, overrides: dict | None = None, *,
+                 source: str, merge_defaults: bool = False) -> S:
+    """A config section from a YAML file of its keys (no file: the defaults), then ``overrides``
+    (dotted keys, e.g. ``{"pretrain.optim.lr": 1e-3}``).
+
+    ``merge_defaults``: the file is merged key by key over the defaults' dump, so a nested section
+    given in part keeps the defaults the section itself sets (where they differ from its type's).
+    ``source`` names the config in errors ("nightly config"). A missing file is a FileNotFoundError;
+    bad YAML, a bad key or a bad value a ValueError of one line that names it.
+    """
+    import yaml
+
+    where = f"{source} {path or '(defaults)'}"
+    if path and not Path(path).is_file():
+        raise FileNotFoundError(f"{source} {str(path)!r} not found: pass an existing YAML file or none")
+    data: typing.Any = {}
+    if path:
+        try:
+            data = yaml.safe_load(Path(path).read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{where}: not valid YAML: {str(err).splitlines()[0]}") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: the top level must be a mapping of keys, got {type(data).__name__}")
+    if merge_defaults:
+        data = deep_merge(model().model_dump(mode="json"), data)
+    try:
+        return model.model_validate(set_dotted(data, overrides))
+    except ValidationError as err:  # one line that names the key
+        raise ValueError(format_validation_error(err, where, model)) from None
 
 
 def format_validation_error(err: ValidationError, source: str, root: type[BaseModel]) -> str:

@@ -13,12 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from pipeline.config_base import deep_merge, format_validation_error, set_dotted
+from pipeline.config_base import Section, load_section
 from pipeline.seeding import derive_seed
-from trainers.config import EvalConfig, Section, TrainConfig
+from trainers.config import EvalConfig, TrainConfig
 from trainers.registry import PROMOTE_ON, Decision, Registry, decide
 
 
@@ -59,13 +58,7 @@ class NightlyConfig(Section):
 
 def load_nightly_config(path: str | Path | None = None, overrides: dict | None = None) -> NightlyConfig:
     """The defaults, updated key by key from a YAML file, then from ``overrides`` (dotted keys)."""
-    if path and not Path(path).is_file():
-        raise FileNotFoundError(f"nightly config {str(path)!r} not found: pass an existing YAML file or none")
-    data = deep_merge(NightlyConfig().model_dump(mode="json"), (yaml.safe_load(Path(path).read_text()) or {}) if path else {})
-    try:
-        return NightlyConfig.model_validate(set_dotted(data, overrides))
-    except ValidationError as err:  # one line that names the key
-        raise ValueError(format_validation_error(err, f"nightly config {path or '(defaults)'}", NightlyConfig)) from None
+    return load_section(NightlyConfig, path, overrides, source="nightly config", merge_defaults=True)
 
 
 def tonight() -> str:

@@ -34,11 +34,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError
+from pydantic import Field
 
-from pipeline.config_base import deep_merge, format_validation_error, parse_overrides, set_dotted
-from trainers.config import EvalConfig, ModelConfig, Section, TrainConfig
+from pipeline.config_base import Section, deep_merge, load_section, parse_overrides
+from trainers.config import EvalConfig, ModelConfig, TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -421,13 +420,7 @@ def load_reproduce_config(path: str | Path | None = None, overrides: dict | None
 
     A missing file is a FileNotFoundError; a bad key or value a ValueError of one line that names it.
     """
-    if path and not Path(path).is_file():
-        raise FileNotFoundError(f"reproduce config {str(path)!r} not found: pass an existing YAML file or none")
-    data: dict = yaml.safe_load(Path(path).read_text()) or {} if path else {}
-    try:
-        return ReproduceConfig.model_validate(set_dotted(data, overrides))
-    except ValidationError as err:  # one line that names the key
-        raise ValueError(format_validation_error(err, f"reproduce config {path or '(defaults)'}", ReproduceConfig)) from None
+    return load_section(ReproduceConfig, path, overrides, source="reproduce config")
 
 
 def main(argv: list[str] | None = None) -> int:
