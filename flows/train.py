@@ -1,7 +1,8 @@
 """Prefect flow: pretrain on a dataset's shards, finetune (optional), evaluate, with a metrics artifact.
 
 Runs with no server by default (Prefect's temporary local server); set PREFECT_API_URL to report to a
-real one. The steps live in trainers/ (loop, nightly, evaluate); this file only orders them.
+real one. The steps live in trainers/ (steps, loop, evaluate; the config in nightly); this file only
+orders them.
 """
 from __future__ import annotations
 
@@ -15,21 +16,21 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from trainers import nightly as steps
+from trainers import nightly, steps
 
 
 @task(name="pretrain", cache_policy=NO_CACHE)
-def pretrain_task(dataset_dir: str, ncfg: steps.NightlyConfig, out_dir: str) -> str:
+def pretrain_task(dataset_dir: str, ncfg: nightly.NightlyConfig, out_dir: str) -> str:
     return str(steps.pretrain_step(dataset_dir, ncfg, out_dir))
 
 
 @task(name="finetune", cache_policy=NO_CACHE)
-def finetune_task(model_dir: str, ncfg: steps.NightlyConfig, out_dir: str) -> str:
+def finetune_task(model_dir: str, ncfg: nightly.NightlyConfig, out_dir: str) -> str:
     return str(steps.finetune_step(model_dir, ncfg, out_dir))
 
 
 @task(name="evaluate", cache_policy=NO_CACHE)
-def evaluate_task(model_dir: str, benchmark_dir: str, ncfg: steps.NightlyConfig) -> dict:
+def evaluate_task(model_dir: str, benchmark_dir: str, ncfg: nightly.NightlyConfig) -> dict:
     from trainers.evaluate import benchmark_from_dataset
 
     return steps.evaluate_dir(model_dir, benchmark_from_dataset(benchmark_dir, ncfg.benchmark_split), ncfg.eval)
@@ -41,7 +42,7 @@ def train_flow(dataset_dir: str, out_dir: str = "out/train", config: str | None 
     """Pretrain on ``dataset_dir`` (split ``pretrain.data.split``), finetune on ``finetune_dir`` when the
     config has a ``finetune`` section, evaluate on ``benchmark_dir`` (default: the dataset's test split).
     ``config``: a YAML file of trainers.nightly.NightlyConfig keys; ``overrides``: dotted keys."""
-    ncfg = steps.load_nightly_config(config, overrides)
+    ncfg = nightly.load_nightly_config(config, overrides)
     # 1. pretrain on the shards
     model_dir = pretrain_task(dataset_dir, ncfg, out_dir)
     # 2. finetune on the seed set
@@ -50,7 +51,7 @@ def train_flow(dataset_dir: str, out_dir: str = "out/train", config: str | None 
     # 3. evaluate
     bench = str(ncfg.benchmark_dir or dataset_dir)
     metrics = evaluate_task(model_dir, bench, ncfg)
-    steps.write_json(Path(out_dir) / "metrics.json", metrics)
+    nightly.write_json(Path(out_dir) / "metrics.json", metrics)
     table = [{"metric": k, "value": round(v, 2)} for k, v in metrics.items()]
     create_table_artifact(key="cirforge-train-metrics", table=table, description=f"{model_dir} on {bench}")
     create_markdown_artifact(key="cirforge-train-summary", markdown=f"# Training\n\nModel: `{model_dir}`\n\n"

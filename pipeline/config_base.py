@@ -11,6 +11,8 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+S = typing.TypeVar("S", bound=BaseModel)
+
 
 class Section(BaseModel):
     """Base of every config section in the project (run, MTST, filters, trainers, nightly, reproduction)."""

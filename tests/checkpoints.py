@@ -30,7 +30,7 @@ def save_tiny_clip(path: Path, image_size: int = 16) -> Path:
 def save_tiny_mtst(path: Path) -> Path:
     """An MTST folder (InstructBLIP layout: vision encoder, Q-Former, Llama) with a word tokenizer."""
     from generators.mtst.config import INSTRUCTION
-    from generators.mtst.data import SeedSet
+    from pipeline.shapesworld.sets.mtst import SeedSet
     from generators.mtst.model import MTSTGenerator
     from generators.mtst.tokenizer import build_word_tokenizer
     from tests.generators.conftest import SMALL

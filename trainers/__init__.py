@@ -1,4 +1,5 @@
 """Retrieval training on cirforge triplets: models (qformer, detailfusion, factory), losses, data,
-objectives, loop (pretrain / finetune), metrics, evaluate and focus (FBCIR diagnosis); shapesworld_sets
-(seed set and held-out benchmarks with exact negatives), reproduce (the reproduction table),
-registry and nightly (model versions and the promotion rule the nightly flow applies)."""
+objectives, loop (pretrain / finetune), metrics, evaluate and focus (FBCIR diagnosis); reproduce (the
+reproduction table: config, sets, runs, table); steps (train, benchmark and judge steps of the train
+and nightly flows), nightly (their config and glue) and registry (model versions and the promotion
+rule). The ShapesWorld sets they train and judge on are built in pipeline/shapesworld/sets/."""

@@ -210,3 +210,21 @@ def write_rows(rows: list[dict], path: Path) -> None:
 def read_rows(path: Path) -> list[dict]:
     """A Parquet file written by ``write_rows`` back as a list of dicts."""
     return pq.read_table(path).to_pylist()
+
+
+def training_images(seed_path: Path | None, synthetic_dir: Path, image_size: int):
+    """What a held-out ShapesWorld benchmark must avoid: every image id and image digest in the seed set
+    (rows written by ``write_rows``) and the shards, as the ``exclude`` of
+    ``pipeline.shapesworld.sets.retrieval.shapesworld_triplets``."""
+    import pyarrow.dataset as pads
+
+    from pipeline.shapesworld.sets.retrieval import Seen, image_digest, row_image_ids
+
+    seen = Seen(ids=row_image_ids(read_rows(seed_path)) if seed_path else (), image_size=image_size)
+    cols = ["reference_id", "target_id", "neg_text_aligned_image", "neg_image_aligned_image"]
+    for split in sorted(p.name for p in (synthetic_dir / "data").iterdir() if p.is_dir()):
+        table = pads.dataset(synthetic_dir / "data" / split, format="parquet").to_table(columns=cols)
+        for r in table.to_pylist():
+            seen.ids.update((r["reference_id"], r["target_id"]))
+            seen.digests.update(image_digest(r[c]) for c in cols[2:] if r[c] is not None and r[c].get("bytes"))
+    return seen

@@ -1,10 +1,10 @@
-"""The steps of the nightly retrain (flows/nightly.py orders them; flows/train.py reuses train/evaluate):
+"""The nightly retrain's config and glue (flows/nightly.py orders the steps; trainers/steps.py holds the
+train, benchmark and judge steps):
 
-1. ``night_overrides``: tonight's dataset name and seed (new pairs, texts and negatives every night);
-2. ``train_candidate``: pretrain on tonight's shards, then (optionally) finetune on the seed set;
-3. ``load_benchmark``: a fixed benchmark - a dataset folder's split, or for ShapesWorld runs a held-out
-   ShapesWorld benchmark kept in the registry (its own seed; images of tonight's shards excluded);
-4. ``judge``: evaluate the candidate and the current model on that benchmark, decide, register, promote.
+- ``NightlyConfig`` / ``load_nightly_config``: what the nightly trains and how it judges;
+- ``night_overrides``: tonight's dataset name and seed (new pairs, texts and negatives every night);
+- ``registry_of``: the model registry of a run;
+- ``metrics_table`` / ``summary_markdown`` / ``write_json``: the night's result as artifacts and a file.
 """
 from __future__ import annotations
 
@@ -13,13 +13,12 @@ import json
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
-from pipeline.config_base import deep_merge, format_validation_error, set_dotted
+from pipeline.config_base import Section, load_section
 from pipeline.seeding import derive_seed
-from trainers.config import EvalConfig, Section, TrainConfig
-from trainers.registry import PROMOTE_ON, Decision, Registry, decide
+from trainers.config import EvalConfig, TrainConfig
+from trainers.registry import PROMOTE_ON, Registry
 
 
 class ShapesWorldBenchmarkConfig(Section):
@@ -59,13 +58,7 @@ class NightlyConfig(Section):
 
 def load_nightly_config(path: str | Path | None = None, overrides: dict | None = None) -> NightlyConfig:
     """The defaults, updated key by key from a YAML file, then from ``overrides`` (dotted keys)."""
-    if path and not Path(path).is_file():
-        raise FileNotFoundError(f"nightly config {str(path)!r} not found: pass an existing YAML file or none")
-    data = deep_merge(NightlyConfig().model_dump(mode="json"), (yaml.safe_load(Path(path).read_text()) or {}) if path else {})
-    try:
-        return NightlyConfig.model_validate(set_dotted(data, overrides))
-    except ValidationError as err:  # one line that names the key
-        raise ValueError(format_validation_error(err, f"nightly config {path or '(defaults)'}", NightlyConfig)) from None
+    return load_section(NightlyConfig, path, overrides, what="nightly config", defaults=True)
 
 
 def tonight() -> str:
@@ -82,80 +75,6 @@ def night_overrides(run_cfg, night: str, ncfg: NightlyConfig) -> dict:
 
 def registry_of(ncfg: NightlyConfig, run_cfg) -> Registry:
     return Registry(ncfg.registry if ncfg.registry is not None else Path(run_cfg.out_dir) / "registry")
-
-
-def train_candidate(dataset_dir: str | Path, ncfg: NightlyConfig, work_dir: str | Path) -> Path:
-    """Pretrain on the shards (then finetune when configured); returns the final model folder."""
-    model_dir = pretrain_step(dataset_dir, ncfg, work_dir)
-    return finetune_step(model_dir, ncfg, work_dir) if ncfg.finetune is not None else model_dir
-
-
-def pretrain_step(dataset_dir: str | Path, ncfg: NightlyConfig, work_dir: str | Path) -> Path:
-    """Pretrain from scratch on the shards into ``<work_dir>/pretrain``; returns the model folder."""
-    from trainers.loop import pretrain
-
-    cfg = ncfg.pretrain.model_copy(update={"out_dir": Path(work_dir) / "pretrain", "init_from": None})
-    return pretrain(dataset_dir, cfg).model_dir
-
-
-def finetune_step(model_dir: str | Path, ncfg: NightlyConfig, work_dir: str | Path) -> Path:
-    """Finetune ``model_dir`` on ``finetune_dir`` into ``<work_dir>/finetune`` (a config with a
-    ``finetune`` section, which the config checks has a ``finetune_dir``); returns the model folder."""
-    from trainers.loop import finetune
-
-    cfg = ncfg.finetune.model_copy(update={"out_dir": Path(work_dir) / "finetune", "init_from": Path(model_dir)})
-    return finetune(ncfg.finetune_dir, cfg).model_dir
-
-
-def load_benchmark(ncfg: NightlyConfig, registry: Registry, run_cfg=None, dataset_dir: str | Path | None = None):
-    """The fixed benchmark the candidate and the current model are both judged on."""
-    from trainers.evaluate import benchmark_from_dataset, benchmark_from_rows
-
-    if ncfg.benchmark_dir is not None:
-        return benchmark_from_dataset(ncfg.benchmark_dir, ncfg.benchmark_split)
-    if run_cfg is None or run_cfg.source.kind != "shapesworld":
-        raise ValueError("nightly.benchmark_dir is not set and the run is not ShapesWorld: give a dataset folder "
-                         "with a held-out split to judge models on (nightly.benchmark_dir, nightly.benchmark_split)")
-    path = registry.root / "benchmark" / "shapesworld.parquet"
-    if not path.exists():
-        from trainers.data import write_rows
-        from trainers.shapesworld_sets import Seen, shapesworld_triplets, training_images
-
-        b = ncfg.shapesworld_benchmark
-        seen = Seen(image_size=b.image_size)
-        if dataset_dir is not None:
-            seen = training_images(None, Path(dataset_dir), b.image_size)
-        rows = shapesworld_triplets(b.references, b.targets_per_reference, seed=b.seed, image_size=b.image_size,
-                                    require_negatives=True, exclude=seen, split="test")
-        write_rows(rows, path)
-    from trainers.data import read_rows
-
-    return benchmark_from_rows(read_rows(path), "registry-shapesworld", root=None)
-
-
-def evaluate_dir(model_dir: str | Path, benchmark, ecfg: EvalConfig) -> dict[str, float]:
-    from trainers.evaluate import evaluate
-
-    return evaluate(Path(model_dir), benchmark, ecfg)
-
-
-def judge(candidate_dir: str | Path, benchmark, registry: Registry, ncfg: NightlyConfig,
-          info: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Evaluate the candidate and the current model on ``benchmark``; register the candidate; promote it
-    when ``promote_on`` metrics hold. Returns the decision, both metric sets and the version names."""
-    new = evaluate_dir(candidate_dir, benchmark, ncfg.eval)
-    current = registry.current()
-    old = evaluate_dir(registry.model_dir(current), benchmark, ncfg.eval) if current else None
-    decision: Decision = decide(new, old, ncfg.promote_on, ncfg.tolerance)
-    version = registry.register(candidate_dir, new, {
-        **(info or {}), "benchmark": benchmark.name, "compared_with": current, "current_metrics": old,
-        "decision": decision.to_dict(),
-    })
-    if decision.promote:
-        registry.promote(version)
-    return {"version": version, "promoted": decision.promote, "reasons": decision.reasons,
-            "previous": current, "candidate_metrics": new, "current_metrics": old,
-            "current": registry.current()}
 
 
 def metrics_table(result: dict[str, Any], keys=("R@1", "R@5", "R@10", "Rs@1", "hard_R@1")) -> list[dict]:

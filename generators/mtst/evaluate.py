@@ -15,9 +15,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from generators.mtst.config import MTSTConfig, load_mtst_config
-from generators.mtst.data import shapesworld_family_pairs, shapesworld_seed_set
 from generators.mtst.text_stage import MTSTTextStage
 from generators.mtst.train import train_mtst
+from pipeline.shapesworld.sets.mtst import shapesworld_family_pairs, shapesworld_seed_set
 
 
 def evaluate_mtst(cfg: MTSTConfig, model_dir: str | Path | None = None) -> dict:
@@ -72,7 +72,7 @@ def caption_accuracy(cfg: MTSTConfig, model_dir: str | Path, n_scenes: int) -> d
     ``n_scenes`` held-out scenes (from ``eval.seed``). Meaningful for a model fresh from the caption
     stage (e.g. ``train.epochs`` set so the pair stage is a step or two); after the pair stage the
     model writes modification texts, not captions."""
-    from generators.mtst.data import shapesworld_captions
+    from pipeline.shapesworld.sets.mtst import shapesworld_captions
 
     images, gold = shapesworld_captions(n_scenes, seed=cfg.eval.seed, image_size=cfg.data.image_size)
     infer = cfg.infer.model_copy(update={"max_new_tokens": max(cfg.infer.max_new_tokens, 64)})

@@ -21,9 +21,10 @@ from safetensors.torch import load_file, load_model, save_file
 from tqdm.auto import tqdm
 
 from generators.mtst.config import MTSTConfig, load_mtst_config
-from generators.mtst.data import SeedSet, permuted_pair, renamed_vocabulary, shapesworld_captions, shapesworld_seed_set
+from generators.mtst.data import permuted_pair, renamed_vocabulary
 from generators.mtst.model import META_FILE, MTSTGenerator
 from generators.mtst.tokenizer import build_word_tokenizer
+from pipeline.shapesworld.sets.mtst import SeedSet, shapesworld_captions, shapesworld_seed_set
 
 KEEP_CHECKPOINTS = 2
 CAPTION_LOSS_WARN = 0.1  # mean caption loss over the last 50 steps of stage 1 (see _warn_if_scenes_not_learned)

@@ -1,5 +1,5 @@
 """ShapesWorld rows for filter tests (annotator texts: correct by construction)."""
-from filters.evaluate_filters import make_rows
+from pipeline.shapesworld.sets.filters import make_rows
 
 
 def batch_of(rows: list[dict]) -> dict:

@@ -2,9 +2,9 @@
 import pytest
 
 from generators.mtst.config import INSTRUCTION, MTSTModelConfig
-from generators.mtst.data import SeedSet
 from generators.mtst.model import MTSTGenerator
 from generators.mtst.tokenizer import build_word_tokenizer
+from pipeline.shapesworld.sets.mtst import SeedSet
 
 # Small but real: LLM head_dim 64 (hidden 128, 2 heads) as vLLM's CPU attention needs.
 SMALL = MTSTModelConfig(vision_hidden=32, vision_layers=1, qformer_hidden=32, qformer_layers=1, num_query_tokens=4, query_grid=2,

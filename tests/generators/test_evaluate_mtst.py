@@ -3,7 +3,7 @@ from pipeline.shapesworld import Scene, apply_text, diff
 
 from generators.mtst.config import MTSTConfig
 from generators.mtst.evaluate import caption_accuracy, caption_matches, evaluate_mtst, held_out_pairs
-from generators.mtst.data import shapesworld_family_pairs
+from pipeline.shapesworld.sets.mtst import shapesworld_family_pairs
 
 from .conftest import SMALL
 

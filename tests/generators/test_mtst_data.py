@@ -1,10 +1,10 @@
 import numpy as np
 import pytest
 
-from generators.mtst.data import (attribute_permutation, permuted_pair, renamed_scene, renamed_text,
-                                  shapesworld_seed_set)
+from generators.mtst.data import attribute_permutation, permuted_pair, renamed_scene, renamed_text
 from pipeline.shapesworld import Scene, apply_text, render
 from pipeline.shapesworld.scene import COLORS, SETTINGS, SHAPES
+from pipeline.shapesworld.sets.mtst import shapesworld_seed_set
 
 
 @pytest.fixture(scope="module")

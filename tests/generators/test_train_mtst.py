@@ -68,7 +68,7 @@ def test_resume_continues_the_step_count_and_ends_where_an_uninterrupted_run_doe
 
 
 def test_the_caption_stage_teaches_scene_words_before_the_pair_training(tmp_path, seed_set):
-    from generators.mtst.data import shapesworld_captions
+    from pipeline.shapesworld.sets.mtst import shapesworld_captions
     from generators.mtst.train import _caption_stage, _initial_model
 
     cfg = _config(tmp_path, caption_steps=12, caption_images=64, caption_batch_size=8, batch_size=4, warmup_steps=1)
@@ -125,7 +125,7 @@ def test_the_training_hash_changes_with_what_changes_the_weights_only():
 
 
 def test_permute_attributes_trains_on_renamed_pairs_deterministically_and_resumes(tmp_path):
-    from generators.mtst.data import SeedSet, shapesworld_seed_set
+    from pipeline.shapesworld.sets.mtst import SeedSet, shapesworld_seed_set
     from generators.mtst.train import _permuted_batch
 
     shapes = shapesworld_seed_set(24, seed=0, image_size=32, max_edits=2)

@@ -8,8 +8,9 @@ from tests.trainers.tinyworld import make_rows
 from trainers.config import EvalConfig, TrainConfig
 from trainers.evaluate import benchmark_from_rows
 from trainers.loop import finetune
-from trainers.nightly import NightlyConfig, judge
+from trainers.nightly import NightlyConfig
 from trainers.registry import Registry, decide
+from trainers.steps import judge
 
 
 def test_decide_promotes_when_nothing_regresses():

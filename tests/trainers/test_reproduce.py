@@ -4,8 +4,9 @@ import json
 import pytest
 
 from pipeline.shapesworld import Scene, apply_text
-from trainers.reproduce import DOC_BEGIN, DOC_END, ROWS, ReproduceConfig, markdown_table, reproduce, summarize, write_doc
-from trainers.shapesworld_sets import Seen, image_digest, row_image_ids, shapesworld_triplets
+from pipeline.shapesworld.sets.retrieval import Seen, image_digest, row_image_ids, shapesworld_triplets
+from trainers.reproduce import ROWS, ReproduceConfig, reproduce
+from trainers.reproduce.table import DOC_BEGIN, DOC_END, markdown_table, summarize, write_doc
 
 
 def test_sets_are_exact_deterministic_and_grouped():

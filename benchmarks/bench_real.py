@@ -2,25 +2,27 @@
 
 Checks that the real architecture runs through every training stage and evaluation code path, and
 reports step time and peak memory. Weights are random (speed does not depend on their values).
-Run: ``python -m trainers.bench_real --batch 32``; prints one JSON line per stage.
+Prints one JSON line per stage; figures in docs/benchmarks.md.
 
-Seen on one H100 (torch 2.11, transformers 5.17, bf16 autocast, batch 32 + 64 negatives, 2026-11-23):
-q2t 0.30 s/step 11.0 GiB; ptha 0.37 s 12.6 GiB; df_di 0.33 s 12.5 GiB; df_joint 0.51 s 18.7 GiB;
-df_compositor 0.27 s 7.6 GiB (3.5 M trainable weights against 186 M per Q-Former branch).
+    python benchmarks/bench_real.py --batch 32
 """
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
+from pathlib import Path
 
 import torch
 from transformers import Blip2Config, Blip2ForImageTextRetrieval
 
-from trainers.config import LossConfig, ModelConfig
-from trainers.data import TripletBatch
-from trainers.factory import _init_query_tokens, _wrap
-from trainers.objectives import stage_losses
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from trainers.config import LossConfig, ModelConfig  # noqa: E402
+from trainers.data import TripletBatch  # noqa: E402
+from trainers.factory import _init_query_tokens, _wrap  # noqa: E402
+from trainers.objectives import stage_losses  # noqa: E402
 
 
 def real_blip2_config() -> Blip2Config:

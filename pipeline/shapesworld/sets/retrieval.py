@@ -2,26 +2,26 @@
 
 Every row uses the shard column names (trainers.data reads them as it reads shards). Texts come from the
 ShapesWorld annotator (the ground truth), negatives from the scene-graph planners of
-generators.negatives.shapesworld and are checked exactly there:
+pipeline.shapesworld.counterfactual and are checked exactly there:
 
 - text-aligned: the modification text applied to the reference with its preserved content changed
   (the text is satisfied, the reference is not kept);
 - image-aligned: one side edit of the reference that leaves the requested change undone.
 
 A benchmark is drawn from its own seed and refuses any scene listed in ``exclude`` (the scenes of the
-training data), so no query, target or negative image was seen in training.
+training data, e.g. trainers.data.training_images), so no query, target or negative image was seen in
+training.
 """
 from __future__ import annotations
 
 import hashlib
 import random
-from pathlib import Path
 from typing import Iterable, Iterator
 
-from generators.negatives import shapesworld as neg
 from pipeline.schema import triplet_id
 from pipeline.seeding import derive_seed
 from pipeline.shapesworld import ShapesWorld, Scene, annotate, apply_edit, diff, random_edit, render, scene_id
+from pipeline.shapesworld import counterfactual as neg
 from pipeline.sources.base import png_bytes
 
 GENERATOR = "shapesworld-annotator"
@@ -154,18 +154,3 @@ def row_image_ids(rows: Iterable[dict]) -> set[str]:
     keys = ("reference_id", "target_id", "neg_text_aligned_id", "neg_image_aligned_id")
     return {r[k] for r in rows for k in keys if r.get(k)}
 
-
-def training_images(seed_path: Path | None, synthetic_dir: Path, image_size: int):
-    """What the benchmark must avoid: every image id and image digest in the seed set and the shards."""
-    import pyarrow.dataset as pads
-
-    from trainers.data import read_rows  # torch-free until here
-
-    seen = Seen(ids=row_image_ids(read_rows(seed_path)) if seed_path else (), image_size=image_size)
-    cols = ["reference_id", "target_id", "neg_text_aligned_image", "neg_image_aligned_image"]
-    for split in sorted(p.name for p in (synthetic_dir / "data").iterdir() if p.is_dir()):
-        table = pads.dataset(synthetic_dir / "data" / split, format="parquet").to_table(columns=cols)
-        for r in table.to_pylist():
-            seen.ids.update((r["reference_id"], r["target_id"]))
-            seen.digests.update(image_digest(r[c]) for c in cols[2:] if r[c] is not None and r[c].get("bytes"))
-    return seen

@@ -1,0 +1,144 @@
+"""The reproduction table's trainings and evaluations: each (row, training seed) is one job that trains
+its phases and evaluates the model on the benchmark, both cached under ``out_dir`` by config hash;
+``reproduce`` builds the data, runs the jobs in worker processes and writes ``results.json``.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from trainers.config import EvalConfig, TrainConfig
+from trainers.reproduce.config import ROWS, BenchmarkSpec, ReproduceConfig, RowSpec, cache_key
+from trainers.reproduce.sets import (data_facts, decoded, ensure_benchmark, ensure_seed_set, ensure_synthetic,
+                                     synthetic_run_config)
+from trainers.reproduce.table import machine, summarize
+
+
+def _phase_configs(cfg: ReproduceConfig, row: RowSpec, seed: int, phase: str) -> list[TrainConfig]:
+    """The TrainConfigs of one phase (DetailFusion: two stages per phase); out_dir set by the caller."""
+    spec = cfg.pretrain if phase == "pretrain" else cfg.finetune
+    model = cfg.model.model_copy(update={"kind": row.kind, "image_size": cfg.image_size})
+    loss = {"p2p": cfg.p2p if row.p2p else 0.0, "fbcir": row.fbcir}
+    if row.kind == "detailfusion":
+        stages = ("df_di", "df_joint") if phase == "pretrain" else ("df_joint", "df_compositor")
+        steps = (spec.steps // 2, spec.steps - spec.steps // 2)
+    else:
+        stages, steps = ("ptha",), (spec.steps,)
+    return [TrainConfig.model_validate({
+        "model": model.model_dump(), "loss": loss, "stage": stage, "seed": seed,
+        "data": {"batch_size": spec.batch_size}, "optim": {"lr": spec.lr, "max_steps": n, "weight_decay": 0.0},
+        "checkpoint_every": 50, "progress": False, "num_threads": cfg.threads_per_worker, "device": "cpu",
+    }) for stage, n in zip(stages, steps) if n > 0]
+
+
+def _key_of(tc: TrainConfig) -> dict:
+    return tc.model_dump(mode="json", exclude={"out_dir", "init_from", "progress", "resume", "num_threads", "device"})
+
+
+DONE = "done.json"
+
+
+def _run_phase(tc: TrainConfig, data, data_key: str, init: tuple[Path, str] | None, root: Path) -> tuple[Path, str]:
+    """Train one stage unless its folder says it is done; returns (model folder, cache key)."""
+    from trainers.loop import finetune, pretrain
+
+    key = cache_key({"train": _key_of(tc), "data": data_key, "init": init[1] if init else None})
+    out = root / "runs" / key
+    if (out / DONE).exists():
+        return out / "model", key
+    tc = tc.model_copy(update={"out_dir": out, "init_from": init[0] if init else None})
+    t0 = time.perf_counter()
+    result = pretrain(data, tc) if isinstance(data, Path) else finetune(data, tc)
+    (out / DONE).write_text(json.dumps({"seconds": time.perf_counter() - t0, "final": result.history[-1]}))
+    return result.model_dir, key
+
+
+def train_row(cfg: ReproduceConfig, row: RowSpec, seed: int, synthetic_dir: Path, seed_rows: list[dict],
+              synthetic_key: str, seed_key: str) -> tuple[Path, str]:
+    """Pretrain (when the row does) then finetune; returns the final model folder and its key."""
+    init = None
+    if row.pretrain:
+        for tc in _phase_configs(cfg, row, seed, "pretrain"):
+            init = _run_phase(tc, synthetic_dir, synthetic_key, init, cfg.out_dir)
+    for tc in _phase_configs(cfg, row, seed, "finetune"):
+        init = _run_phase(tc, seed_rows, seed_key, init, cfg.out_dir)
+    return init
+
+
+def evaluate_model(model_dir: Path, bench_rows: list[dict], spec: BenchmarkSpec) -> dict[str, float]:
+    """Retrieval metrics on the benchmark and the FBCIR focus diagnosis on its first queries."""
+    from trainers.evaluate import benchmark_from_rows, evaluate
+    from trainers.factory import load_model
+    from trainers.focus import focus_diagnosis
+
+    model = load_model(model_dir)
+    metrics = evaluate(model, benchmark_from_rows(bench_rows, "shapesworld-bench"), EvalConfig(batch_size=64))
+    focus = focus_diagnosis(model, bench_rows[: spec.focus_queries], grid=spec.focus_grid)
+    metrics.update({"focus_imbalance": focus.imbalance, "focus_image_share": focus.image_share,
+                    "focus_text_share": focus.text_share})
+    return metrics
+
+
+def _job(args) -> dict:
+    """One (row, seed): train (cached) and evaluate (cached); runs in a worker process."""
+    cfg_json, row_i, seed, synthetic_dir, seed_path, bench_path, synthetic_key = args
+    import torch
+
+    from trainers.data import read_rows
+
+    cfg = ReproduceConfig.model_validate_json(cfg_json)
+    torch.set_num_threads(cfg.threads_per_worker)
+    row = ROWS[row_i]
+    t0 = time.perf_counter()
+    seed_rows = decoded(read_rows(Path(seed_path)), cfg.image_size)
+    model_dir, key = train_row(cfg, row, seed, Path(synthetic_dir), seed_rows, synthetic_key,
+                               Path(seed_path).stem)
+    eval_path = model_dir.parent / f"eval-{Path(bench_path).stem}-{cache_key(cfg.benchmark.model_dump())}.json"
+    if eval_path.exists():
+        metrics = json.loads(eval_path.read_text())
+    else:
+        metrics = evaluate_model(model_dir, read_rows(Path(bench_path)), cfg.benchmark)
+        eval_path.write_text(json.dumps(metrics, indent=1))
+    return {"row": row.name, "seed": seed, "model": str(model_dir), "key": key, "metrics": metrics,
+            "seconds": time.perf_counter() - t0}
+
+
+def reproduce(cfg: ReproduceConfig = ReproduceConfig()) -> dict:
+    """Build (or read from the cache) the data, train every row for every seed, evaluate; returns results."""
+    import torch
+
+    t0 = time.perf_counter()
+    load0 = os.getloadavg()
+    cfg.out_dir.mkdir(parents=True, exist_ok=True)
+    synthetic_dir = ensure_synthetic(cfg)
+    seed_path = ensure_seed_set(cfg)
+    bench_path = ensure_benchmark(cfg, seed_path, synthetic_dir)
+    t_data = time.perf_counter() - t0
+    synthetic_key = synthetic_run_config(cfg).config_hash()
+    jobs = [(cfg.model_dump_json(), i, s, str(synthetic_dir), str(seed_path), str(bench_path), synthetic_key)
+            for i in range(len(ROWS)) for s in cfg.train_seeds]
+    # DetailFusion rows are the longest: start them first so the workers finish together.
+    jobs.sort(key=lambda j: ROWS[j[1]].kind != "detailfusion")
+    if cfg.workers > 1:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(cfg.workers, mp_context=mp.get_context("spawn")) as pool:
+            results = list(pool.map(_job, jobs))
+    else:
+        torch.set_num_threads(cfg.threads_per_worker)
+        results = [_job(j) for j in jobs]
+    results.sort(key=lambda r: ([row.name for row in ROWS].index(r["row"]), r["seed"]))
+    summary = summarize(results)
+    out = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "seconds": time.perf_counter() - t0, "data_seconds": t_data,
+        "load_before": load0, "load_after": os.getloadavg(), "machine": machine(),
+        "data": data_facts(synthetic_dir, seed_path, bench_path),
+        "config": json.loads(cfg.model_dump_json()), "summary": summary, "runs": results,
+    }
+    (cfg.out_dir / "results.json").write_text(json.dumps(out, indent=1))
+    return out

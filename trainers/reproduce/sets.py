@@ -1,0 +1,107 @@
+"""The reproduction table's data, each built once and cached under ``out_dir`` by config hash: the
+synthetic shards (the real pipeline), the annotated seed set and the held-out benchmark (ShapesWorld
+sets of pipeline/shapesworld/sets/retrieval.py; the benchmark excludes every image of the other two).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from pipeline.config_base import deep_merge
+from trainers.reproduce.config import ReproduceConfig, cache_key, default_synthetic
+
+log = logging.getLogger(__name__)
+
+
+def synthetic_run_config(cfg: ReproduceConfig):
+    """The pipeline run config of the synthetic shards, written under ``out_dir/synthetic``."""
+    from pipeline.job.config import parse_config
+
+    data = deep_merge(default_synthetic(), json.loads(json.dumps(cfg.synthetic)))
+    data.setdefault("out_dir", str(cfg.out_dir / "synthetic"))
+    data.setdefault("cache_dir", str(cfg.out_dir / "synthetic-cache"))
+    data.setdefault("runtime", {})["progress"] = False
+    if data.get("source", {}).get("kind", "shapesworld") == "shapesworld":
+        data.setdefault("source", {}).setdefault("shapesworld", {})["image_size"] = cfg.image_size
+    return parse_config(data, "reproduce.synthetic")
+
+
+def ensure_synthetic(cfg: ReproduceConfig) -> Path:
+    """Generate the synthetic shards with the real pipeline (resumed / skipped when already complete)."""
+    from pipeline.job.generate import generate
+    from pipeline.shards import load_manifest
+
+    run = synthetic_run_config(cfg)
+    try:
+        if load_manifest(run.dataset_dir).get("state") == "complete":
+            return run.dataset_dir
+    except (FileNotFoundError, OSError, ValueError):
+        pass
+    log.info("generating the synthetic shards (%s)", run.dataset_dir)
+    generate(run, executor="local", progress=False)
+    return run.dataset_dir
+
+
+def decoded(rows: list[dict], image_size: int) -> list[dict]:
+    """Rows with their images as normalized pixel tensors: a small in-memory set is decoded once, not
+    at every step (PNG decoding is about 40% of a tiny model's step)."""
+    from trainers.data import NEGATIVE_COLUMNS, decode_image, image_to_tensor
+
+    cols = ("reference_image", "target_image", *NEGATIVE_COLUMNS)
+    return [{**r, **{c: image_to_tensor(decode_image(r[c]), image_size) for c in cols if r.get(c) is not None}}
+            for r in rows]
+
+
+def seed_set_key(cfg: ReproduceConfig) -> str:
+    """The seed set's cache key (its file name; the benchmark's key includes it)."""
+    return cache_key({"seed_set": cfg.seed_set.model_dump(), "size": cfg.image_size})
+
+
+def ensure_seed_set(cfg: ReproduceConfig) -> Path:
+    """The annotated seed set (ShapesWorld triplets with exact negatives) as one Parquet file."""
+    from pipeline.shapesworld.sets.retrieval import shapesworld_triplets
+    from trainers.data import write_rows
+
+    path = cfg.out_dir / "sets" / f"seed-{seed_set_key(cfg)}.parquet"
+    if not path.exists():
+        s = cfg.seed_set
+        write_rows(shapesworld_triplets(s.n_triplets, 1, seed=s.seed, image_size=cfg.image_size,
+                                         max_edits=s.max_edits), path)
+    return path
+
+
+def ensure_benchmark(cfg: ReproduceConfig, seed_path: Path, synthetic_dir: Path) -> Path:
+    """The held-out benchmark (full hard galleries), drawn around every image of the seed set and the shards."""
+    from pipeline.shapesworld.sets.retrieval import shapesworld_triplets
+    from trainers.data import training_images, write_rows
+
+    b = cfg.benchmark
+    key = cache_key({"bench": b.model_dump(exclude={"focus_queries", "focus_grid"}), "size": cfg.image_size,
+                     "seed_set": seed_set_key(cfg), "synthetic": synthetic_run_config(cfg).config_hash()})
+    path = cfg.out_dir / "sets" / f"bench-{key}.parquet"
+    if not path.exists():
+        seen = training_images(seed_path, synthetic_dir, cfg.image_size)
+        rows = shapesworld_triplets(b.references, b.targets_per_reference, seed=b.seed, image_size=cfg.image_size,
+                                    max_edits=b.max_edits, require_negatives=True, exclude=seen, split="test")
+        write_rows(rows, path)
+    return path
+
+
+def data_facts(synthetic_dir: Path, seed_path: Path, bench_path: Path) -> dict:
+    """Row counts of the synthetic shards, the seed set and the benchmark, for the results and the doc."""
+    import pyarrow.dataset as pads
+
+    from trainers.data import read_rows
+
+    train = pads.dataset(synthetic_dir / "data" / "train", format="parquet").to_table(
+        columns=["neg_text_aligned_image", "generator"])
+    bench = read_rows(bench_path)
+    return {
+        "synthetic_train_rows": train.num_rows,
+        "synthetic_rows_with_negatives": train.num_rows - train.column("neg_text_aligned_image").null_count,
+        "synthetic_generator": sorted(set(train.column("generator").to_pylist())),
+        "seed_set_rows": len(read_rows(seed_path)),
+        "benchmark_queries": len(bench),
+        "benchmark_gallery": len({r["reference_id"] for r in bench} | {r["target_id"] for r in bench}),
+    }
