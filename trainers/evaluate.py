@@ -57,8 +57,13 @@ def benchmark_from_rows(rows: Sequence[dict], name: str = "rows", root: Path | N
     return Benchmark(name, images, queries, root)
 
 
-def benchmark_from_dataset(dataset_dir: str | Path, split: str = "test") -> Benchmark:
-    """A benchmark from a cirforge dataset split (test splits are small enough to hold)."""
+def benchmark_from_dataset(dataset_dir: str | Path, split: str = "test"):
+    """A benchmark from a cirforge dataset split (test splits are small enough to hold); from a CIRR,
+    FashionIQ or CIRCO folder, that split in the official layout (scored by the official protocol)."""
+    from trainers.benchmarks import detect, read
+
+    if detect(dataset_dir) is not None:
+        return read(dataset_dir, split)
     source = ParquetTriplets(dataset_dir, split)
     return benchmark_from_rows(list(source.rows()), name=f"{Path(dataset_dir).name}/{split}", root=source.root)
 
@@ -77,6 +82,10 @@ def evaluate(model, benchmark: Benchmark | str | Path, cfg: EvalConfig = EvalCon
         model = load_model(model)
     if isinstance(benchmark, (str, Path)):
         benchmark = benchmark_from_dataset(benchmark, cfg.split)
+    if not isinstance(benchmark, Benchmark):  # an official split: its own protocol
+        from trainers.evaluate_real import evaluate_split
+
+        return evaluate_split(model, benchmark, cfg, tokenizer=tokenizer)["metrics"]
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
     was_training = model.training
     model.eval()
