@@ -90,7 +90,7 @@ def resolve_device(name: str) -> torch.device:
 def fit(model: nn.Module, tokenizer, source, cfg: TrainConfig, out: Path) -> list[dict]:
     """Train ``model`` in place for ``cfg.optim.max_steps`` optimizer steps; returns the per-step history."""
     acc = Accelerator(cpu=cfg.device == "cpu", device_placement=False,
-                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)])
+                      kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=cfg.find_unused_parameters)])
     device = acc.device if acc.num_processes > 1 else resolve_device(cfg.device)
     model.to(device)
     model.set_stage(cfg.stage)

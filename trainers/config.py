@@ -133,6 +133,9 @@ class TrainConfig(Section):
     num_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads; None keeps torch's default (1 is fastest for tiny models)"
     )
+    find_unused_parameters: bool = Field(
+        False, description="DDP: look for weights a step did not use (slower; only for a stage that skips some)"
+    )
 
     @model_validator(mode="after")
     def _stage_matches_model(self):
