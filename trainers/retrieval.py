@@ -121,7 +121,8 @@ def run(cfg: RetrievalConfig) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trainers.retrieval", description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(prog="python -m trainers.retrieval", description="The recipe's retrieval steps on a "
+                                 "real benchmark: pretrain, PTHA finetune, evaluate on val, write the test files.")
     ap.add_argument("--config", "-c", required=True, help="YAML of RetrievalConfig keys (configs/retrieval-*.yaml)")
     ap.add_argument("--set", action="append", default=[], help="override a key: --set finetune.optim.max_steps=10")
     args = ap.parse_args(argv)
