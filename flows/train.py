@@ -36,6 +36,15 @@ def evaluate_task(model_dir: str, benchmark_dir: str, ncfg: nightly.NightlyConfi
     return steps.evaluate_dir(model_dir, benchmark_from_dataset(benchmark_dir, ncfg.benchmark_split), ncfg.eval)
 
 
+def check_folders(dataset_dir: str, ncfg: nightly.NightlyConfig) -> None:
+    from trainers.retrieval import check_dataset
+
+    check_dataset(dataset_dir, ncfg.pretrain.data.split)
+    if ncfg.finetune is not None:
+        check_dataset(ncfg.finetune_dir, ncfg.finetune.data.split)
+    check_dataset(ncfg.benchmark_dir or dataset_dir, ncfg.benchmark_split)
+
+
 @flow(name="cirforge-train", log_prints=True)
 def train_flow(dataset_dir: str, out_dir: str = "out/train", config: str | None = None,
                overrides: dict | None = None) -> dict:
@@ -43,6 +52,8 @@ def train_flow(dataset_dir: str, out_dir: str = "out/train", config: str | None 
     config has a ``finetune`` section, evaluate on ``benchmark_dir`` (default: the dataset's test split).
     ``config``: a YAML file of trainers.nightly.NightlyConfig keys; ``overrides``: dotted keys."""
     ncfg = nightly.load_nightly_config(config, overrides)
+    # 0. every folder a step reads, before anything trains (a CIRR / FashionIQ / CIRCO folder is read as such)
+    check_folders(dataset_dir, ncfg)
     # 1. pretrain on the shards
     model_dir = pretrain_task(dataset_dir, ncfg, out_dir)
     # 2. finetune on the seed set

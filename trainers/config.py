@@ -34,12 +34,14 @@ class TinyConfig(Section):
 class ModelConfig(Section):
     """Which retrieval model and at which size."""
 
-    kind: Literal["qformer_cir", "detailfusion"] = Field(
-        "qformer_cir", description="qformer_cir: SPRC/PTHA Q-Former model; detailfusion: GM + DI branches + compositor"
+    kind: Literal["qformer_cir", "detailfusion", "clip4cir"] = Field(
+        "qformer_cir", description="qformer_cir: SPRC/PTHA Q-Former model; detailfusion: GM + DI branches + compositor; "
+                                   "clip4cir: CLIP + Combiner (CLIP4Cir)"
     )
     size: Literal["tiny", "real"] = "tiny"
     checkpoint: str | None = Field(
-        None, description="real: BLIP-2 checkpoint id or path (Blip2ForImageTextRetrieval or Blip2Model layout)"
+        None, description="real: BLIP-2 checkpoint id or path (Blip2ForImageTextRetrieval or Blip2Model layout); "
+                          "clip4cir: a CLIPModel checkpoint"
     )
     tokenizer: str | None = Field(None, description="real: tokenizer id or path (BERT); default: the checkpoint's")
     image_size: int = Field(64, ge=16, description="input side in pixels (224 for real BLIP-2)")
@@ -48,6 +50,8 @@ class ModelConfig(Section):
     )
     temperature: float = Field(0.07, gt=0, description="initial contrastive temperature (learnable)")
     compositor_heads: int = Field(2, ge=1, description="DetailFusion compositor cross-attention heads")
+    combiner_projection: int | None = Field(None, ge=1, description="clip4cir: Combiner projection width (default 4 x CLIP dim)")
+    combiner_hidden: int | None = Field(None, ge=1, description="clip4cir: Combiner hidden width (default 8 x CLIP dim)")
     tiny: TinyConfig = TinyConfig()
 
     @model_validator(mode="after")
@@ -86,6 +90,7 @@ class DataConfig(Section):
     shuffle: bool = Field(True, description="shuffle row groups and rows within a buffer, seeded per epoch")
     shuffle_buffer: int = Field(256, ge=1, description="rows held for shuffling (never the whole dataset)")
     max_text_len: int = Field(32, ge=4)
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes decoding images (0: in the loop)")
 
 
 class OptimConfig(Section):
@@ -96,6 +101,11 @@ class OptimConfig(Section):
     betas: tuple[float, float] = (0.9, 0.98)
     max_steps: int = Field(100, ge=1, description="optimizer steps in this phase")
     grad_clip: float | None = Field(1.0, description="max grad norm; None turns clipping off")
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step (global batch = batch_size x "
+                                                 "grad_accum x processes)")
+    schedule: Literal["constant", "cosine"] = Field("constant", description="learning rate after warmup")
+    warmup_steps: int = Field(0, ge=0, description="linear warmup from 0 to lr over these optimizer steps")
+    min_lr_ratio: float = Field(0.0, ge=0, le=1, description="cosine: the lr it decays to, as a share of lr")
 
 
 class TrainConfig(Section):
@@ -105,9 +115,10 @@ class TrainConfig(Section):
     loss: LossConfig = LossConfig()
     data: DataConfig = DataConfig()
     optim: OptimConfig = OptimConfig()
-    stage: Literal["ptha", "q2t", "df_di", "df_joint", "df_compositor"] = Field(
+    stage: Literal["ptha", "q2t", "df_di", "df_joint", "df_compositor", "c4c_sum", "c4c_combiner"] = Field(
         "ptha",
-        description="objective: ptha (q2t+t2t+p2p), q2t only (pretrain), or a DetailFusion stage 1/2/3",
+        description="objective: ptha (q2t+t2t+p2p), q2t only (pretrain), a DetailFusion stage 1/2/3, or a "
+                    "CLIP4Cir stage 1/2",
     )
     out_dir: Path = Path("out/train")
     init_from: Path | None = Field(None, description="a saved model folder to start from (e.g. the pretrain output)")
@@ -120,11 +131,15 @@ class TrainConfig(Section):
     num_threads: int | None = Field(
         None, ge=1, description="torch intra-op threads; None keeps torch's default (1 is fastest for tiny models)"
     )
+    find_unused_parameters: bool = Field(
+        False, description="DDP: look for weights a step did not use (slower; only for a stage that skips some)"
+    )
 
     @model_validator(mode="after")
     def _stage_matches_model(self):
-        if self.stage.startswith("df_") and self.model.kind != "detailfusion":
-            raise ValueError(f"stage={self.stage!r} needs model.kind='detailfusion', got {self.model.kind!r}")
+        for prefix, kind in (("df_", "detailfusion"), ("c4c_", "clip4cir")):
+            if self.stage.startswith(prefix) and self.model.kind != kind:
+                raise ValueError(f"stage={self.stage!r} needs model.kind={kind!r}, got {self.model.kind!r}")
         return self
 
 
@@ -138,3 +153,4 @@ class EvalConfig(Section):
     max_text_len: int = Field(32, ge=4)
     split: str = Field("test", description="the split evaluate() reads when given a dataset folder")
     exclude_reference: bool = Field(True, description="drop the reference from its own gallery (CIRR, CIRCO)")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes decoding images")

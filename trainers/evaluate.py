@@ -14,8 +14,9 @@ import torch
 
 from trainers import metrics as M
 from trainers.config import EvalConfig
-from trainers.factory import load_model, text_length
-from trainers.data import NEGATIVE_COLUMNS, ParquetTriplets, decode_image, image_to_tensor
+from trainers.factory import image_size, load_model, text_length
+from trainers.data import NEGATIVE_COLUMNS, ParquetTriplets
+from trainers.encode import device_of as _device, encode_images, encode_queries, score_chunks
 
 
 @dataclass
@@ -56,35 +57,15 @@ def benchmark_from_rows(rows: Sequence[dict], name: str = "rows", root: Path | N
     return Benchmark(name, images, queries, root)
 
 
-def benchmark_from_dataset(dataset_dir: str | Path, split: str = "test") -> Benchmark:
-    """A benchmark from a cirforge dataset split (test splits are small enough to hold)."""
+def benchmark_from_dataset(dataset_dir: str | Path, split: str = "test"):
+    """A benchmark from a cirforge dataset split (test splits are small enough to hold); from a CIRR,
+    FashionIQ or CIRCO folder, that split in the official layout (scored by the official protocol)."""
+    from trainers.benchmarks import detect, read
+
+    if detect(dataset_dir) is not None:
+        return read(dataset_dir, split)
     source = ParquetTriplets(dataset_dir, split)
     return benchmark_from_rows(list(source.rows()), name=f"{Path(dataset_dir).name}/{split}", root=source.root)
-
-
-def _encode_images(model, values: Sequence[Any], size: int, batch: int, root) -> dict[str, torch.Tensor]:
-    parts: list[dict[str, torch.Tensor]] = []
-    for i in range(0, len(values), batch):
-        px = torch.stack([image_to_tensor(decode_image(v, root), size) for v in values[i : i + batch]])
-        parts.append(model.encode_gallery(px.to(_device(model))))
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
-
-def _encode_queries(model, bench: Benchmark, tokenizer, size: int, batch: int, max_len: int) -> dict[str, torch.Tensor]:
-    parts = []
-    qs = bench.queries
-    for i in range(0, len(qs), batch):
-        chunk = qs[i : i + batch]
-        px = torch.stack([image_to_tensor(decode_image(bench.images[q.reference_id], bench.root), size) for q in chunk])
-        enc = tokenizer([q.text for q in chunk], padding="max_length", truncation=True, max_length=max_len,
-                        return_tensors="pt")
-        dev = _device(model)
-        parts.append(model.encode_query(px.to(dev), enc["input_ids"].to(dev), enc["attention_mask"].to(dev)))
-    return {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
-
-
-def _device(model) -> torch.device:
-    return next(iter(model.parameters()), torch.empty(0)).device
 
 
 def _slice(d: dict[str, torch.Tensor], idx) -> dict[str, torch.Tensor]:
@@ -101,17 +82,21 @@ def evaluate(model, benchmark: Benchmark | str | Path, cfg: EvalConfig = EvalCon
         model = load_model(model)
     if isinstance(benchmark, (str, Path)):
         benchmark = benchmark_from_dataset(benchmark, cfg.split)
+    if not isinstance(benchmark, Benchmark):  # an official split: its own protocol
+        from trainers.evaluate_real import evaluate_split
+
+        return evaluate_split(model, benchmark, cfg, tokenizer=tokenizer)["metrics"]
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
     was_training = model.training
     model.eval()
-    size = model.blip2_config.vision_config.image_size
+    size = image_size(model)
     ids = list(benchmark.images)
     index = {g: i for i, g in enumerate(ids)}
-    gallery = _encode_images(model, [benchmark.images[g] for g in ids], size, cfg.batch_size, benchmark.root)
-    query = _encode_queries(model, benchmark, tokenizer, size, cfg.batch_size, text_length(model, cfg.max_text_len))
-    scores = torch.cat([model.score(_slice(query, slice(i, i + cfg.batch_size)), gallery).float().cpu()
-                        for i in range(0, len(benchmark.queries), cfg.batch_size)])
+    gallery = encode_images(model, [benchmark.images[g] for g in ids], size, cfg.batch_size, root=benchmark.root)
     qs = benchmark.queries
+    query = encode_queries(model, [benchmark.images[q.reference_id] for q in qs], [q.text for q in qs], tokenizer,
+                           size, cfg.batch_size, text_length(model, cfg.max_text_len), root=benchmark.root)
+    scores = score_chunks(model, query, gallery, cfg.batch_size)
     target_idx = torch.tensor([index[q.target_ids[0]] for q in qs])
     ref_idx = torch.tensor([index.get(q.reference_id, -1) for q in qs])
     exclude = ref_idx if cfg.exclude_reference else None
@@ -141,7 +126,7 @@ def _hard_case(model, bench, query, gallery, target_idx, ref_idx, size, cfg) -> 
     dev, n_neg = _device(model), len(NEGATIVE_COLUMNS)
     negs = [bench.queries[i].negatives[k] for i in rows for k in range(n_neg)]
     have = torch.tensor([n is not None for n in negs])
-    enc = _encode_images(model, [n for n in negs if n is not None], size, cfg.batch_size, bench.root)
+    enc = encode_images(model, [n for n in negs if n is not None], size, cfg.batch_size, root=bench.root)
     r = torch.tensor(rows)
     tgt, ref = target_idx[r].to(dev), ref_idx[r].clamp_min(0).to(dev)
     valid = torch.ones(len(rows), 2 + n_neg, dtype=torch.bool)

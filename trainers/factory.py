@@ -10,8 +10,9 @@ from typing import Iterable
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoTokenizer, Blip2Config, Blip2ForImageTextRetrieval, PreTrainedTokenizerFast
+from transformers import AutoTokenizer, Blip2Config, Blip2ForImageTextRetrieval, CLIPConfig, CLIPModel, PreTrainedTokenizerFast
 
+from trainers.clip4cir import Clip4Cir
 from trainers.config import ModelConfig
 from trainers.detailfusion import DetailFusion
 from trainers.qformer import QFormerCIR
@@ -81,6 +82,32 @@ def _init_query_tokens(hf: Blip2ForImageTextRetrieval) -> None:
         hf.query_tokens.normal_(0.0, hf.config.qformer_config.initializer_range)
 
 
+def checkpoint_type(checkpoint: str | Path) -> str | None:
+    """The ``model_type`` of a local checkpoint folder's config.json (None for a hub id or no file)."""
+    f = Path(checkpoint) / "config.json"
+    return json.loads(f.read_text()).get("model_type") if f.is_file() else None
+
+
+def tiny_clip_config(cfg: ModelConfig, tokenizer) -> CLIPConfig:
+    """A small CLIP config from the same tiny sizes (text pooled at the tokenizer's [SEP])."""
+    t = cfg.tiny
+    text = dict(vocab_size=len(tokenizer), hidden_size=t.qformer_hidden, intermediate_size=2 * t.qformer_hidden,
+                num_hidden_layers=t.qformer_layers, num_attention_heads=t.heads, max_position_embeddings=t.max_text_len,
+                pad_token_id=tokenizer.pad_token_id or 0, bos_token_id=tokenizer.cls_token_id,
+                eos_token_id=tokenizer.sep_token_id, initializer_range=t.init_std)
+    vision = dict(hidden_size=t.vision_hidden, intermediate_size=2 * t.vision_hidden, num_hidden_layers=t.vision_layers,
+                  num_attention_heads=t.heads, image_size=cfg.image_size, patch_size=t.patch_size,
+                  initializer_range=t.init_std)
+    return CLIPConfig(text_config=text, vision_config=vision, projection_dim=t.embed_dim)
+
+
+def _clip_model(clip: CLIPModel, cfg: ModelConfig) -> nn.Module:
+    model = Clip4Cir(clip, temperature=cfg.temperature, freeze_vision=cfg.vision_frozen,
+                     projection=cfg.combiner_projection, hidden=cfg.combiner_hidden)
+    model.model_config = cfg
+    return model
+
+
 def load_blip2(checkpoint: str | Path) -> Blip2ForImageTextRetrieval:
     """BLIP-2 vision tower + Q-Former from a checkpoint (safetensors), with the Q-Former text path on.
 
@@ -88,6 +115,9 @@ def load_blip2(checkpoint: str | Path) -> Blip2ForImageTextRetrieval:
     (e.g. blip2-opt-2.7b) has no text path: its text feed-forward starts as a copy of the query one,
     and word embeddings and projections start random.
     """
+    if checkpoint_type(checkpoint) not in (None, "blip-2"):
+        raise ValueError(f"{checkpoint} is a {checkpoint_type(checkpoint)!r} checkpoint, not BLIP-2: for a CLIP "
+                         f"checkpoint set model.kind='clip4cir' (the CLIP4Cir combiner)")
     config = Blip2Config.from_pretrained(checkpoint)
     had_text = bool(config.qformer_config.use_qformer_text_input)
     config.qformer_config.use_qformer_text_input = True
@@ -118,6 +148,8 @@ def _wrap(hf: Blip2ForImageTextRetrieval, cfg: ModelConfig) -> nn.Module:
 
 def create_model(cfg: ModelConfig, tokenizer=None, seed: int = 0) -> nn.Module:
     """Build the configured model: tiny (random init, needs the tokenizer for its vocabulary) or real."""
+    if cfg.kind == "clip4cir":
+        return _create_clip4cir(cfg, tokenizer, seed)
     if cfg.size == "real":
         return _wrap(load_blip2(cfg.checkpoint), cfg)
     if tokenizer is None:
@@ -128,13 +160,29 @@ def create_model(cfg: ModelConfig, tokenizer=None, seed: int = 0) -> nn.Module:
     return _wrap(hf, cfg)
 
 
+def _create_clip4cir(cfg: ModelConfig, tokenizer, seed: int) -> nn.Module:
+    if cfg.size == "real":
+        if checkpoint_type(cfg.checkpoint) not in (None, "clip"):
+            raise ValueError(f"model.kind='clip4cir' needs a CLIP checkpoint; {cfg.checkpoint} is "
+                             f"{checkpoint_type(cfg.checkpoint)!r}")
+        return _clip_model(CLIPModel.from_pretrained(cfg.checkpoint, use_safetensors=True), cfg)
+    if tokenizer is None:
+        raise ValueError("a tiny model needs its tokenizer (for the vocabulary size): pass tokenizer=")
+    torch.manual_seed(seed)
+    return _clip_model(CLIPModel(tiny_clip_config(cfg, tokenizer)), cfg)
+
+
 def save_model(model: nn.Module, folder: str | Path, tokenizer=None) -> Path:
     """Weights as safetensors plus the configs that rebuild the model without the original checkpoint."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     save_file(state, str(folder / MODEL_FILE))
-    meta = {"model": model.model_config.model_dump(mode="json"), "blip2_config": model.blip2_config.to_dict()}
+    meta = {"model": model.model_config.model_dump(mode="json")}
+    if model.kind == "clip4cir":
+        meta["clip_config"] = model.clip_config.to_dict()
+    else:
+        meta["blip2_config"] = model.blip2_config.to_dict()
     (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     if tokenizer is not None:
         tokenizer.save_pretrained(folder)
@@ -146,8 +194,10 @@ def load_model(folder: str | Path) -> nn.Module:
     folder = Path(folder)
     meta = json.loads((folder / CONFIG_FILE).read_text())
     cfg = ModelConfig.model_validate(meta["model"])
-    hf = Blip2ForImageTextRetrieval(Blip2Config.from_dict(meta["blip2_config"]))
-    model = _wrap(hf, cfg)
+    if "clip_config" in meta:
+        model = _clip_model(CLIPModel(CLIPConfig.from_dict(meta["clip_config"])), cfg)
+    else:
+        model = _wrap(Blip2ForImageTextRetrieval(Blip2Config.from_dict(meta["blip2_config"])), cfg)
     model.load_state_dict(load_file(str(folder / MODEL_FILE)), strict=True)
     if (folder / "tokenizer_config.json").exists():
         model.tokenizer = load_saved_tokenizer(folder)
@@ -155,8 +205,16 @@ def load_model(folder: str | Path) -> nn.Module:
 
 
 def text_length(model: nn.Module, wanted: int) -> int:
-    """Token budget: what the config asks, capped by the Q-Former's position embeddings."""
+    """Token budget: what the config asks, capped by the text encoder's position embeddings."""
+    if hasattr(model, "clip_config"):
+        return min(wanted, model.clip_config.text_config.max_position_embeddings)
     return min(wanted, model.blip2_config.qformer_config.max_position_embeddings)
+
+
+def image_size(model: nn.Module) -> int:
+    """The model's input side in pixels."""
+    config = model.clip_config if hasattr(model, "clip_config") else model.blip2_config
+    return config.vision_config.image_size
 
 
 def load_saved_tokenizer(folder: str | Path) -> PreTrainedTokenizerFast:

@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 
 from trainers.data import NEGATIVE_COLUMNS, decode_image, image_to_tensor
-from trainers.factory import text_length
+from trainers.factory import image_size, text_length
 
 
 @dataclass
@@ -50,7 +50,7 @@ def focus_diagnosis(model, rows: Sequence[dict], tokenizer=None, grid: int = 4, 
     tokenizer = tokenizer if tokenizer is not None else model.tokenizer
     was_training = model.training
     model.eval()
-    size = model.blip2_config.vision_config.image_size
+    size = image_size(model)
     max_len = text_length(model, max_text_len)
     special = set(tokenizer.all_special_ids)
     img_total = txt_total = 0.0

@@ -50,8 +50,10 @@ def _branch_q2t(branch: QFormerBranch, feats, batch: TripletBatch, cfg: LossConf
 
 def stage_losses(model, batch: TripletBatch, stage: str, cfg: LossConfig) -> tuple[torch.Tensor, dict[str, float]]:
     """(weighted total, each unweighted term as a float) for one training step of ``stage``."""
-    if stage in ("ptha", "q2t"):
+    if stage in ("ptha", "q2t") and hasattr(model, "branch"):
         parts, weights = _ptha(model, batch, stage, cfg)
+    elif stage in ("ptha", "q2t", "c4c_sum", "c4c_combiner"):
+        parts, weights = _query_target(model, batch, stage, cfg)
     elif stage == "df_di":
         feats = _vision_feats(model.vision, batch, cfg.fbcir)
         parts = {"di": _branch_q2t(model.di, feats, batch, cfg, with_reference=True)[0]}
@@ -93,19 +95,44 @@ def _ptha(model, batch, stage, cfg):
     return parts, weights
 
 
+def _own_negatives(model, query, batch, cfg):
+    """Each row's FBCIR negatives scored against its own query (B,2), and their mask; (None, None) if none."""
+    if not (cfg.fbcir and batch.neg_mask.any()):
+        return None, None
+    m = batch.neg_mask.reshape(-1)
+    enc = model.encode_gallery(batch.negatives.reshape(-1, *batch.negatives.shape[2:])[m])
+    own = {}
+    for k, v in enc.items():
+        full = v.new_zeros(m.shape[0], *v.shape[1:])
+        full[m] = v
+        own[k] = full.reshape(*batch.neg_mask.shape, *v.shape[1:])
+    return model.score_own(query, own), batch.neg_mask
+
+
 def _compositor(model, batch, cfg):
     query = model.encode_query(batch.reference, batch.input_ids, batch.attention_mask)
     scores = model.score(query, model.encode_gallery(batch.target))
-    extra = mask = None
-    if cfg.fbcir and batch.neg_mask.any():
-        m = batch.neg_mask.reshape(-1)
-        flat = batch.negatives.reshape(-1, *batch.negatives.shape[2:])[m]
-        enc = model.encode_gallery(flat)
-        own = {}
-        for k, v in enc.items():
-            full = v.new_zeros(m.shape[0], *v.shape[1:])
-            full[m] = v
-            own[k] = full.reshape(*batch.neg_mask.shape, *v.shape[1:])
-        extra, mask = model.score_own(query, own), batch.neg_mask
+    extra, mask = _own_negatives(model, query, batch, cfg)
     return L.info_nce(scores, _temp(model.compositor.temp, cfg), extra=extra, extra_mask=mask,
                       label_smoothing=cfg.label_smoothing)
+
+
+def _query_target(model, batch, stage, cfg):
+    """Any model through its public interface (CLIP4Cir): L_q2t; for ptha also the text term and L_p2p."""
+    query = model.encode_query(batch.reference, batch.input_ids, batch.attention_mask)
+    gallery = model.encode_gallery(batch.target)
+    temp = _temp(model.temp, cfg)
+    extra, mask = _own_negatives(model, query, batch, cfg)
+    smooth = cfg.label_smoothing
+    parts = {"q2t": L.info_nce(model.score(query, gallery), temp, extra=extra, extra_mask=mask, label_smoothing=smooth)}
+    weights = {"q2t": cfg.q2t if stage in ("ptha", "q2t") else 1.0}
+    if stage != "ptha":
+        return parts, weights
+    if cfg.t2t > 0:  # text feature against the target images (text_to_target)
+        text = {"fused": model.encode_text(batch.input_ids, batch.attention_mask)}
+        parts["t2t"], weights["t2t"] = L.info_nce(model.score(text, gallery), temp, label_smoothing=smooth), cfg.t2t
+    has = batch.has_reverse
+    if cfg.p2p > 0 and has.any():
+        reverse = model.encode_query(batch.target[has], batch.reverse_ids[has], batch.reverse_mask[has])["fused"]
+        parts["p2p"], weights["p2p"] = L.p2p_loss(query["fused"][has], reverse), cfg.p2p
+    return parts, weights

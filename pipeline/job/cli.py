@@ -155,6 +155,59 @@ def train(
     typer.echo(json.dumps(metrics, indent=1))
 
 
+@app.command("evaluate")
+def evaluate_cmd(
+    model: Path = typer.Argument(..., help="a model folder written by training (cirforge_model.json, model.safetensors)"),
+    benchmark: str = typer.Option(..., help="cirr, fashioniq or circo"),
+    root: Path = typer.Option(..., help="the benchmark folder in its official layout (docs/benchmarks-real.md)"),
+    split: str = typer.Option("val", help="val (metrics) or test (the test-server files; CIRR test1, CIRCO test)"),
+    out: Optional[Path] = typer.Option(None, help="where metrics.json (and submission files) go; default MODEL/eval-BENCHMARK-SPLIT"),
+    batch_size: int = typer.Option(64, min=1, help="images / queries per forward pass"),
+    workers: int = typer.Option(4, min=0, help="DataLoader worker processes decoding images"),
+):
+    """Evaluate a model on CIRR, FashionIQ or CIRCO by the benchmark's official protocol: prints the table,
+    writes metrics.json; on a test split writes the submission files."""
+    from trainers.benchmarks import KINDS, check
+    from trainers.config import EvalConfig
+    from trainers.evaluate_real import evaluate_folder, table
+
+    if benchmark not in KINDS:
+        _fail(f"--benchmark {benchmark!r}: choose one of {', '.join(KINDS)}")
+    if not (model / "cirforge_model.json").is_file():
+        _fail(f"{model}: no cirforge_model.json (give a model folder written by training)")
+    out = out or model / f"eval-{benchmark}-{split}"
+    try:
+        check(root, split, benchmark)
+        result = evaluate_folder(model, root, split, benchmark, EvalConfig(batch_size=batch_size, num_workers=workers), out)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    typer.echo(table(result))
+    typer.echo(f"wrote {out / 'metrics.json'}")
+
+
+@app.command()
+def retrieval(
+    config: Path = typer.Option(..., "--config", "-c", help="YAML of trainers.retrieval.RetrievalConfig keys "
+                                                          "(configs/retrieval-cirr.yaml)"),
+    set_: Optional[list[str]] = typer.Option(None, "--set", help="override a key: --set finetune.optim.max_steps=10"),
+):
+    """The recipe's retrieval steps on a real benchmark: pretrain on shards, PTHA finetune on the benchmark's
+    train split, evaluate on val, write the test submission (one process; several GPUs: `accelerate launch
+    -m trainers.retrieval`)."""
+    from trainers.evaluate_real import table
+    from trainers.retrieval import load_retrieval_config, run
+
+    try:
+        cfg = load_retrieval_config(config, _overrides(set_ or []))
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        result = run(cfg)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    for key in ("val", "test"):
+        if key in result:
+            typer.echo(table(result[key]))
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def reproduce(ctx: typer.Context):
     """The ShapesWorld reproduction table (seed set only, + synthetic pretraining, + PTHA reverse,
