@@ -64,7 +64,7 @@ def load_section(model: type[S], path: str | Path | None = None, overrides: dict
     model's defaults first (for sections with nested defaults a partial file keeps).
     """
     data = read_yaml(path, what) if path is not None else {}
-    source = (str(path) if what == "config" else f"{what} {path}") if path is not None else what
+    source = (str(path) if what == "config" else f"{what} {path}") if path is not None else f"{what} (defaults)"
     for dotted in under:
         node = data
         for part in dotted.split("."):
