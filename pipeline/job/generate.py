@@ -15,7 +15,7 @@ from pipeline.job.config import RunConfig
 from pipeline.runtime import Runtime, StageSpec
 from pipeline.schema import triplet_id
 from pipeline.seeding import derive_seed, unit_float
-from pipeline.shards import MANIFEST, ShardWriter, atomic_write_bytes, finalize
+from pipeline.shards import MANIFEST, UNITS_DIR, ShardWriter, atomic_write_bytes, finalize
 
 log = logging.getLogger(__name__)
 
@@ -267,6 +267,11 @@ def complete_manifest(cfg: RunConfig) -> dict | None:
     if manifest.get("config_hash") != cfg.config_hash() or manifest.get("state") != "complete":
         return None
     return manifest if committed_unit_count(cfg.dataset_dir) == manifest.get("units_total") else None
+
+
+def committed_unit_count(root: Path) -> int:
+    """How many units a dataset folder has committed (their records, without reading them)."""
+    return sum(1 for _ in (Path(root) / UNITS_DIR).glob("unit-*.json"))
 
 
 def generate(cfg: RunConfig, executor: str = "local", progress: bool = True) -> dict:
