@@ -7,6 +7,7 @@ its last row arrives, so a crash loses at most the units in flight.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from dataclasses import dataclass, field
@@ -44,6 +45,16 @@ class StageSpec:
         return self.cls(**self.kwargs)
 
 
+@dataclass(frozen=True)
+class UnitFeed:
+    """Rows made unit by unit where they are consumed (the local loop, or a Ray task per unit),
+    so the driver never holds more than the units in flight; ``make`` must be picklable."""
+
+    units: list[int]
+    make: Callable[[int], list[dict]]  # a unit's rows
+    columns: tuple[str, ...]  # what those rows hold (checked against the chain before launch)
+
+
 def check_chain(specs: list[StageSpec], initial_columns: Iterable[str]) -> None:
     """Fail before launch if a stage reads a column no earlier stage (or the input) provides."""
     have = set(initial_columns)
@@ -74,9 +85,10 @@ def _columns(rows: list[dict]) -> Batch:
     return {k: [r[k] for r in rows] for k in keys}
 
 
-def _chunks(rows: list[dict], n: int) -> Iterator[list[dict]]:
-    for i in range(0, len(rows), n):
-        yield rows[i:i + n]
+def _chunks(rows: Iterable[dict], n: int) -> Iterator[list[dict]]:
+    it = iter(rows)
+    while chunk := list(itertools.islice(it, n)):
+        yield chunk
 
 
 class Runtime:
@@ -97,15 +109,17 @@ class Runtime:
         self.num_cpus = num_cpus
         self.batch_size = batch_size
 
-    def run(self, rows: list[dict], writer: ShardWriter,
+    def run(self, rows: list[dict] | UnitFeed, writer: ShardWriter,
             on_commit: Callable[[int, int], None] | None = None,
             history: Iterable[list[dict]] = ()) -> int:
-        """Process ``rows`` (each has ``unit``); returns the number of rows written.
+        """Process ``rows`` (each has ``unit``; or a ``UnitFeed``); returns the number of rows written.
 
         ``history``: the rows of units committed earlier, in run order (chunks), which driver
         stages replay before the new rows arrive.
         """
-        if rows:
+        if isinstance(rows, UnitFeed):
+            check_chain(self.specs, rows.columns)
+        elif rows:
             check_chain(self.specs, rows[0].keys())
         writer.stages = tuple(s.cls.name for s in self.specs)
         drivers = [s.build() for s in self.driver_specs]
@@ -130,15 +144,18 @@ class Runtime:
         return n
 
     # -- executors ---------------------------------------------------------------------------
-    def _run_local(self, rows: list[dict]) -> Iterator[list[dict]]:
+    def _run_local(self, rows: list[dict] | UnitFeed) -> Iterator[list[dict]]:
         stages = [s.build() for s in self.remote_specs]
+        if isinstance(rows, UnitFeed):
+            feed = rows
+            rows = (r for u in feed.units for r in feed.make(u))
         for chunk in _chunks(rows, self.batch_size):
             batch = _columns(chunk)
             for stage in stages:
                 batch = stage(batch)
             yield _rows(batch)
 
-    def _run_ray(self, rows: list[dict]) -> Iterator[list[dict]]:
+    def _run_ray(self, rows: list[dict] | UnitFeed) -> Iterator[list[dict]]:
         import ray
         import ray.data
 
@@ -146,7 +163,11 @@ class Runtime:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # units then complete one after another
         ctx.enable_progress_bars = True
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // self.batch_size))
+        if isinstance(rows, UnitFeed):  # a task per unit makes its rows (reads its images) in the cluster
+            ds = ray.data.from_items([{"unit": u} for u in rows.units], override_num_blocks=max(1, len(rows.units)))
+            ds = ds.flat_map(_UnitTask(rows.make))
+        else:
+            ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // self.batch_size))
         for spec in self.remote_specs:
             cls = spec.cls
             kw: dict[str, Any] = dict(batch_format="numpy", batch_size=cls.batch_size,
@@ -159,6 +180,16 @@ class Runtime:
                 ds = ds.map_batches(_TaskStage(spec), **kw)
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):
             yield _rows(batch)
+
+
+class _UnitTask:
+    """A unit's rows from its number (a Ray Data row ``{"unit": u}``)."""
+
+    def __init__(self, make: Callable[[int], list[dict]]):
+        self.make = make
+
+    def __call__(self, row: dict) -> list[dict]:
+        return self.make(int(row["unit"]))
 
 
 class _TaskStage:
