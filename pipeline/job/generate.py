@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.job.config import RunConfig
-from pipeline.job.units import (UNIT_COLUMNS, Pair, UnitRows, cut_units, image_split, rows_of, split_of,  # noqa: F401
+from pipeline.job.units import (UNIT_COLUMNS, Pair, UnitRows, cut_units, image_split, rows_of,
                                 units_file, write_units)
 from pipeline.pool_store import PoolStore, pool_dir
 from pipeline.runtime import Runtime, StageSpec, UnitFeed
