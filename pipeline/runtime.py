@@ -7,11 +7,16 @@ its last row arrives, so a crash loses at most the units in flight.
 """
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from pipeline import ray_watch
 from pipeline.env import set_defaults
 from pipeline.shards import ShardWriter
 from pipeline.stage import Batch, Columns, Stage, batch_len, nulls, to_list
@@ -44,6 +49,16 @@ class StageSpec:
         return self.cls(**self.kwargs)
 
 
+@dataclass(frozen=True)
+class UnitFeed:
+    """Rows made unit by unit where they are consumed (the local loop, or a Ray task per unit),
+    so the driver never holds more than the units in flight; ``make`` must be picklable."""
+
+    units: list[int]
+    make: Callable[[int], list[dict]]  # a unit's rows
+    columns: tuple[str, ...]  # what those rows hold (checked against the chain before launch)
+
+
 def check_chain(specs: list[StageSpec], initial_columns: Iterable[str]) -> None:
     """Fail before launch if a stage reads a column no earlier stage (or the input) provides."""
     have = set(initial_columns)
@@ -74,9 +89,10 @@ def _columns(rows: list[dict]) -> Batch:
     return {k: [r[k] for r in rows] for k in keys}
 
 
-def _chunks(rows: list[dict], n: int) -> Iterator[list[dict]]:
-    for i in range(0, len(rows), n):
-        yield rows[i:i + n]
+def _chunks(rows: Iterable[dict], n: int) -> Iterator[list[dict]]:
+    it = iter(rows)
+    while chunk := list(itertools.islice(it, n)):
+        yield chunk
 
 
 class Runtime:
@@ -97,15 +113,17 @@ class Runtime:
         self.num_cpus = num_cpus
         self.batch_size = batch_size
 
-    def run(self, rows: list[dict], writer: ShardWriter,
+    def run(self, rows: list[dict] | UnitFeed, writer: ShardWriter,
             on_commit: Callable[[int, int], None] | None = None,
             history: Iterable[list[dict]] = ()) -> int:
-        """Process ``rows`` (each has ``unit``); returns the number of rows written.
+        """Process ``rows`` (each has ``unit``; or a ``UnitFeed``); returns the number of rows written.
 
         ``history``: the rows of units committed earlier, in run order (chunks), which driver
         stages replay before the new rows arrive.
         """
-        if rows:
+        if isinstance(rows, UnitFeed):
+            check_chain(self.specs, rows.columns)
+        elif rows:
             check_chain(self.specs, rows[0].keys())
         writer.stages = tuple(s.cls.name for s in self.specs)
         drivers = [s.build() for s in self.driver_specs]
@@ -130,15 +148,18 @@ class Runtime:
         return n
 
     # -- executors ---------------------------------------------------------------------------
-    def _run_local(self, rows: list[dict]) -> Iterator[list[dict]]:
+    def _run_local(self, rows: list[dict] | UnitFeed) -> Iterator[list[dict]]:
         stages = [s.build() for s in self.remote_specs]
+        if isinstance(rows, UnitFeed):
+            feed = rows
+            rows = (r for u in feed.units for r in feed.make(u))
         for chunk in _chunks(rows, self.batch_size):
             batch = _columns(chunk)
             for stage in stages:
                 batch = stage(batch)
             yield _rows(batch)
 
-    def _run_ray(self, rows: list[dict]) -> Iterator[list[dict]]:
+    def _run_ray(self, rows: list[dict] | UnitFeed) -> Iterator[list[dict]]:
         import ray
         import ray.data
 
@@ -146,7 +167,11 @@ class Runtime:
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # units then complete one after another
         ctx.enable_progress_bars = True
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // self.batch_size))
+        if isinstance(rows, UnitFeed):  # a task per unit makes its rows (reads its images) in the cluster
+            ds = ray.data.from_items([{"unit": u} for u in rows.units], override_num_blocks=max(1, len(rows.units)))
+            ds = ds.flat_map(_UnitTask(rows.make))
+        else:
+            ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // self.batch_size))
         for spec in self.remote_specs:
             cls = spec.cls
             kw: dict[str, Any] = dict(batch_format="numpy", batch_size=cls.batch_size,
@@ -161,6 +186,16 @@ class Runtime:
             yield _rows(batch)
 
 
+class _UnitTask:
+    """A unit's rows from its number (a Ray Data row ``{"unit": u}``)."""
+
+    def __init__(self, make: Callable[[int], list[dict]]):
+        self.make = make
+
+    def __call__(self, row: dict) -> list[dict]:
+        return self.make(int(row["unit"]))
+
+
 class _TaskStage:
     """A stateless stage run as plain Ray tasks: rebuilt per batch, cheap by declaration."""
 
@@ -172,7 +207,11 @@ class _TaskStage:
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Start a local Ray (or join ``address``) once per process."""
+    """Start a local Ray (or join ``address``) once per process.
+
+    A local Ray is owned by the run: it gets a temp dir of its own, and a watcher in its own
+    session (``ray_watch.py``) kills every process of it once this process is gone, even by a
+    SIGKILL of it or of its process group."""
     import ray
 
     if ray.is_initialized():
@@ -181,5 +220,21 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         log.info("joining Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=False)
-    else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        return
+    # short and under /tmp: Ray's unix socket paths under the temp dir must stay under 107 bytes
+    temp_dir = tempfile.mkdtemp(prefix="cf-ray-", dir="/tmp")
+    _WATCHERS.append(watch_ray(temp_dir))
+    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
+
+
+_WATCHERS: list = []  # held: a watcher outlives this process on purpose
+
+
+def watch_ray(temp_dir: str) -> subprocess.Popen | None:
+    """Start the watcher of this process's local Ray (Linux: it reads /proc)."""
+    started = ray_watch.start_time(os.getpid())
+    if started is None:  # no /proc: Ray's own fate sharing is all there is
+        return None
+    return subprocess.Popen([sys.executable, ray_watch.__file__, str(os.getpid()), started, temp_dir],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True, close_fds=True)

@@ -23,18 +23,25 @@ POOL_SCHEMA = pa.schema([("image_id", pa.string()), ("image", IMAGE_STRUCT), ("l
 
 def write_pool(path: str | Path, rows: Iterable[dict], embeddings: dict[str, np.ndarray] | None = None) -> Path:
     """Write pool rows (``image_id``, ``image``, optional ``label``/``scene``) and embeddings by id."""
+    return write_pool_batches(path, [sorted(rows, key=lambda r: r["image_id"])], embeddings)
+
+
+def write_pool_batches(path: str | Path, batches: Iterable[list[dict]],
+                       embeddings: dict[str, np.ndarray] | None = None) -> Path:
+    """``write_pool`` from batches of rows already in id order, written as they come (a pool
+    larger than memory streams through)."""
     path = Path(path)
-    rows = sorted(rows, key=lambda r: r["image_id"])
-    scene = [r.get("scene") for r in rows]
-    scene = [s if s is None or isinstance(s, str) else s.to_json() for s in scene]
-    emb = [None if embeddings is None or r["image_id"] not in embeddings
-           else np.asarray(embeddings[r["image_id"]], np.float32).tolist() for r in rows]
-    table = pa.table({"image_id": [r["image_id"] for r in rows], "image": [r["image"] for r in rows],
-                      "label": [None if r.get("label") is None else str(r["label"]) for r in rows],
-                      "scene": scene, "embedding": emb}, schema=POOL_SCHEMA)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp, row_group_size=256)
+    with pq.ParquetWriter(tmp, POOL_SCHEMA) as w:
+        for rows in batches:
+            scene = [r.get("scene") for r in rows]
+            scene = [s if s is None or isinstance(s, str) else s.to_json() for s in scene]
+            emb = [None if embeddings is None or r["image_id"] not in embeddings
+                   else np.asarray(embeddings[r["image_id"]], np.float32).tolist() for r in rows]
+            w.write_table(pa.table({"image_id": [r["image_id"] for r in rows], "image": [r["image"] for r in rows],
+                                    "label": [None if r.get("label") is None else str(r["label"]) for r in rows],
+                                    "scene": scene, "embedding": emb}, schema=POOL_SCHEMA), row_group_size=256)
     tmp.replace(path)
     return path
 

@@ -7,40 +7,23 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from pipeline import __version__
 from pipeline.job.config import RunConfig
-from pipeline.runtime import Runtime, StageSpec
-from pipeline.schema import triplet_id
-from pipeline.seeding import derive_seed, unit_float
+from pipeline.job.units import (UNIT_COLUMNS, Pair, UnitRows, cut_units, image_split, rows_of,
+                                units_file, write_units)
+from pipeline.pool_store import PoolStore, pool_dir
+from pipeline.runtime import Runtime, StageSpec, UnitFeed
+from pipeline.seeding import derive_seed
 from pipeline.shards import MANIFEST, ShardWriter, atomic_write_bytes, committed_units, finalize
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
-class Pool:
-    """The image pool: rows by id (image struct, label, caption, scene JSON) and skipped inputs."""
-
-    rows: dict[str, dict]
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    seen: int = 0
-    converted: list = field(default_factory=list)  # (id, what): kept, normalized (CMYK, 16-bit, alpha, EXIF, frames)
-
-
-@dataclass(frozen=True)
-class Pair:
-    reference_id: str
-    target_id: str
-    similarity: float | None
-    strategy: str
-
-
-@dataclass
 class Plan:
-    pool: Pool
+    pool: PoolStore  # the small columns in memory, the images on disk
     pairs: list[Pair]
     units: list[list[Pair]]
     generator_id: str
@@ -49,7 +32,7 @@ class Plan:
 
     @property
     def stage_counts(self) -> dict:
-        return {"pool": {"seen": self.pool.seen, "kept": len(self.pool.rows), "skipped": len(self.pool.skipped),
+        return {"pool": {"seen": self.pool.seen, "kept": len(self.pool), "skipped": len(self.pool.skipped),
                          "converted": len(self.pool.converted),
                          # every converted input and what was done to it (skipped ones: the first 20)
                          "converted_inputs": dict(self.pool.converted),
@@ -62,50 +45,26 @@ class DatasetMismatch(RuntimeError):
 
 
 # 1. the pool --------------------------------------------------------------------------------
-def load_pool(cfg: RunConfig) -> Pool:
+def load_pool(cfg: RunConfig) -> PoolStore:
+    """The pool on disk under the cache: streamed from the source once, then reopened."""
     from pipeline.sources import make_source
 
-    source = make_source(cfg.source, cfg.seed)
-    rows = {r["image_id"]: r for r in source}
-    return Pool(rows=rows, skipped=list(source.skipped), seen=source.seen,
-                converted=list(getattr(source, "converted", [])))
+    return PoolStore.ensure(pool_dir(cfg.cache_dir, cfg.source, cfg.seed), lambda: make_source(cfg.source, cfg.seed))
 
 
 # 2. pairs -----------------------------------------------------------------------------------
-def mine_pairs(cfg: RunConfig, pool: Pool) -> list[Pair]:
-    from pipeline.mining import mine
+def mine_pairs(cfg: RunConfig, pool: PoolStore) -> list[Pair]:
+    from pipeline.mining import mine_arrays, needs_embeddings
 
-    found = mine(pool.rows, cfg.mining, cfg.embedder, seed=cfg.seed, cache_dir=cfg.cache_dir,
-                 part_of=lambda i: image_split(cfg, i, pool.rows[i]))
+    emb = pool.embeddings(cfg.embedder, cfg.cache_dir) if needs_embeddings(cfg.mining) else None
+    found = mine_arrays(pool.ids, pool.labels, pool.captions, emb, cfg.mining, seed=cfg.seed,
+                        part_of=lambda n: image_split(cfg, pool.ids[n], pool.labels[n]))
     return [Pair(r, t, s, strategy) for r, t, s, strategy in found]
-
-
-# 3. units -----------------------------------------------------------------------------------
-def cut_units(cfg: RunConfig, pairs: list[Pair]) -> list[list[Pair]]:
-    """Deterministic units of ``rows_per_unit`` pairs, in sorted pair order."""
-    pairs = sorted(pairs, key=lambda p: (p.reference_id, p.target_id))
-    n = cfg.shards.rows_per_unit
-    return [pairs[i:i + n] for i in range(0, len(pairs), n)]
-
-
-def image_split(cfg: RunConfig, image_id: str, row: dict) -> str:
-    """An image's split, drawn for its group: a ShapesWorld family (its label: the near-identical
-    scenes of a family stay together), else the image itself (a folder is a label, not a split).
-    Pairs are mined within a split, so a pair's two images and its row share it."""
-    family = row.get("label") if cfg.source.kind == "shapesworld" else None
-    return split_of(cfg, family or image_id)
-
-
-def split_of(cfg: RunConfig, group: str) -> str:
-    x = unit_float(cfg.seed, "split", group)
-    if x < cfg.splits.train:
-        return "train"
-    return "val" if x < cfg.splits.train + cfg.splits.val else "test"
 
 
 def plan(cfg: RunConfig) -> Plan:
     pool = load_pool(cfg)
-    if not pool.rows:
+    if not len(pool):
         raise ValueError(f"the image pool is empty (source.kind={cfg.source.kind!r}, "
                          f"{len(pool.skipped)} inputs skipped): give a source with readable images")
     pairs = mine_pairs(cfg, pool)
@@ -121,29 +80,16 @@ def generator_id(cfg: RunConfig) -> str:
 
 def unit_rows(cfg: RunConfig, plan_: Plan, unit: int) -> list[dict]:
     """The rows a unit starts as: ids, images, provenance; stages add texts, negatives, scores."""
-    rows = []
-    chash = cfg.config_hash()
-    for p in plan_.units[unit]:
-        ref, tgt = plan_.pool.rows[p.reference_id], plan_.pool.rows[p.target_id]
-        rows.append({
-            "unit": unit,
-            "triplet_id": triplet_id(p.reference_id, p.target_id, plan_.generator_id),
-            "reference_id": p.reference_id, "target_id": p.target_id,
-            "reference_image": ref["image"], "target_image": tgt["image"],
-            "reference_caption": ref.get("caption"), "target_caption": tgt.get("caption"),
-            "reference_scene": ref.get("scene"), "target_scene": tgt.get("scene"),
-            "mining": p.strategy, "scores": {"image_similarity": p.similarity},
-            "split": image_split(cfg, p.reference_id, ref),
-            "seed": derive_seed(cfg.seed, "unit", unit), "config_hash": chash,
-            "pipeline_version": __version__, "generator": plan_.generator_id,
-        })
-    return rows
+    pairs = plan_.units[unit]
+    records = plan_.pool.fetch({i for p in pairs for i in (p.reference_id, p.target_id)})
+    return rows_of(cfg, unit, pairs, records, plan_.generator_id)
 
 
 def prepare(cfg: RunConfig, plan_: Plan) -> Plan:
     """What the stages need before they start: the trained text generator (cached by its config
     hash) and the candidate pool file the negatives stage mines from (under the cache folder)."""
-    from generators.negatives.stage import pool_file, write_pool
+    from generators.negatives.pool import write_pool_batches
+    from generators.negatives.stage import pool_file
     from pipeline.job.chain import prepare_generator
 
     check_output(cfg)
@@ -151,7 +97,7 @@ def prepare(cfg: RunConfig, plan_: Plan) -> Plan:
     if cfg.negatives.enabled:
         path = Path(cfg.negatives.pool_path) if cfg.negatives.pool_path else pool_file(cfg.cache_dir, cfg.config_hash())
         if cfg.negatives.pool_path is None and not path.is_file():  # deterministic for a config: write once
-            write_pool(path, plan_.pool.rows.values())
+            write_pool_batches(path, plan_.pool.batches(256))
         plan_.pool_path = str(path)
     return plan_
 
@@ -190,16 +136,17 @@ def run_units(cfg: RunConfig, plan_: Plan, executor: str = "local", progress: bo
     counts = {"units_total": len(plan_.units), "units_skipped": len(done), "units_written": len(todo)}
     if not todo:  # nothing to run: no stage built, no Ray started
         return {**counts, "rows_written": 0}
-    rows = []
     for u in todo:
-        r = unit_rows(cfg, plan_, u)
-        writer.expect(u, len(r), extra={"seed": derive_seed(cfg.seed, "unit", u)})
-        rows.extend(r)
+        writer.expect(u, len(plan_.units[u]), extra={"seed": derive_seed(cfg.seed, "unit", u)})
+    # the rows are made unit by unit where they are consumed: the driver never holds the pool's images
+    path = units_file(cfg)
+    write_units(path, plan_.units, todo, plan_.pool)
+    feed = UnitFeed(todo, UnitRows(cfg, path, todo, plan_.pool.images_bin, plan_.generator_id), UNIT_COLUMNS)
     specs = stage_specs(cfg, plan_)
     runtime = Runtime(specs, executor=executor, ray_address=cfg.runtime.ray_address,
                       num_cpus=cfg.runtime.num_cpus, batch_size=cfg.shards.batch_size)
     with _progress(progress and cfg.runtime.progress, len(todo), len(plan_.units) - len(todo)) as tick:
-        written = runtime.run(rows, writer, on_commit=lambda unit, n: tick(),
+        written = runtime.run(feed, writer, on_commit=lambda unit, n: tick(),
                               history=committed_rows(root, runtime.driver_specs))
     return {**counts, "rows_written": written}
 

@@ -18,7 +18,8 @@ from .same_label import mine_same_label
 from .search import resolve_device, topk_search, topk_self
 from .similarity_band import mine_similarity_band
 
-__all__ = ["MinedPair", "choose_targets", "dedup_pairs", "embed_pool", "mine", "mine_one_word_captions",
+__all__ = ["MinedPair", "choose_targets", "dedup_pairs", "embed_pool", "mine", "mine_arrays", "mine_one_word_captions",
+           "needs_embeddings",
            "mine_pairs", "mine_same_label", "mine_similarity_band", "topk_search", "topk_self"]
 
 
@@ -61,26 +62,39 @@ def embed_pool(rows: dict[str, dict], embedder) -> tuple[list[str], np.ndarray]:
     return ids, np.concatenate(out) if out else np.zeros((0, dim), np.float32)
 
 
+def needs_embeddings(mining_cfg) -> bool:
+    """Whether a mining config needs image embeddings (a strategy, the nearest pick, the near-duplicate check)."""
+    return "similarity" in mining_cfg.strategies or mining_cfg.pick == "nearest" or mining_cfg.near_dup < 1.0
+
+
 def mine(rows: dict[str, dict], mining_cfg, embedder_cfg, *, seed: int, cache_dir: str | Path = "cache",
          part_of: Callable[[str], str] | None = None) -> list[MinedPair]:
-    """The pipeline's entry: embed the pool with the configured CLIP (only when a strategy, the
-    nearest pick or the near-duplicate check needs embeddings), then mine pairs.
-
-    ``part_of`` (image id -> part, e.g. its split): pairs are mined within each part only, so
-    that no image is paired across parts."""
+    """Mine an in-memory pool (id -> row): embed it with the configured CLIP when needed, then
+    ``mine_arrays``. The job mines a pool on disk instead (``pipeline.pool_store``)."""
     from pipeline.embedder import ClipEmbedder
 
-    needs = "similarity" in mining_cfg.strategies or mining_cfg.pick == "nearest" or mining_cfg.near_dup < 1.0
-    if needs:
+    if needs_embeddings(mining_cfg):
         ids, emb = embed_pool(rows, ClipEmbedder.from_config(embedder_cfg, cache_dir=cache_dir))
     else:
         ids, emb = sorted(rows), None
+    return mine_arrays(ids, [rows[i].get("label") for i in ids], [rows[i].get("caption") for i in ids], emb,
+                       mining_cfg, seed=seed, part_of=part_of and (lambda n: part_of(ids[n])))
+
+
+def mine_arrays(ids: Sequence[str], labels: Sequence[str | None], captions: Sequence[str | None],
+                embeddings: np.ndarray | None, mining_cfg, *, seed: int,
+                part_of: Callable[[int], str] | None = None) -> list[MinedPair]:
+    """Mine a pool given as aligned columns in sorted id order (embeddings may be memory-mapped).
+
+    ``part_of`` (position -> part, e.g. the image's split): pairs are mined within each part only,
+    so that no image is paired across parts; only a part's embeddings are read into memory."""
     parts: dict[str, list[int]] = defaultdict(list)
-    for n, i in enumerate(ids):
-        parts[part_of(i) if part_of else ""].append(n)
+    for n in range(len(ids)):
+        parts[part_of(n) if part_of else ""].append(n)
     found: list[MinedPair] = []
     for part in sorted(parts):
-        sub = [ids[n] for n in parts[part]]
-        found += mine_pairs(sub, mining_cfg, seed=seed, embeddings=None if emb is None else emb[parts[part]],
-                            labels=[rows[i].get("label") for i in sub], captions=[rows[i].get("caption") for i in sub])
+        sub = parts[part]
+        found += mine_pairs([ids[n] for n in sub], mining_cfg, seed=seed,
+                            embeddings=None if embeddings is None else np.asarray(embeddings[sub], np.float32),
+                            labels=[labels[n] for n in sub], captions=[captions[n] for n in sub])
     return sorted(found)

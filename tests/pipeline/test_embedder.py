@@ -74,3 +74,20 @@ def test_mine_embeds_the_pool_with_the_cached_clip(tiny_dir, pool, cache):
                  EmbedderConfig(tiny=TINY), seed=0, cache_dir=cache)
     assert pairs and {p.strategy for p in pairs} <= {"similarity", "label"}
     assert all(p.reference_id in rows and p.target_id in rows and p.similarity is not None for p in pairs)
+
+
+def test_the_pool_store_mines_the_same_pairs_from_memory_mapped_embeddings(tiny_dir, pool, cache, tmp_path):
+    """The job's path (embeddings written batch by batch to a .npy, memory-mapped) finds the pairs
+    the in-memory path finds."""
+    from pipeline.mining import embed_pool, mine_arrays
+    from pipeline.pool_store import PoolStore
+
+    rows = {r["image_id"]: r for r in pool}
+    cfg, ecfg = MiningConfig(strategies=["similarity"], k=2, sim_low=-1, sim_high=1), EmbedderConfig(tiny=TINY)
+    store = PoolStore.ensure(tmp_path / "pool", lambda: iter(sorted(pool, key=lambda r: r["image_id"])))
+    emb = store.embeddings(ecfg, cache)
+    assert isinstance(emb, np.memmap) and emb.dtype == np.float32
+    _, want = embed_pool(rows, ClipEmbedder.from_config(ecfg, cache_dir=cache))
+    np.testing.assert_array_equal(np.asarray(emb), want)
+    got = mine_arrays(store.ids, store.labels, store.captions, emb, cfg, seed=0)
+    assert got == mine(rows, cfg, ecfg, seed=0, cache_dir=cache)

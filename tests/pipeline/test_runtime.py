@@ -124,7 +124,7 @@ def test_demo_chain_stages_read_only_what_they_declare(tmp_path):
 
     cfg = load_config(small_config(tmp_path, families=8, negatives={"editor": "shapesworld"}))
     plan = generate.plan(cfg)
-    pool = write_pool(tmp_path / "pool.parquet", plan.pool.rows.values())
+    pool = write_pool(tmp_path / "pool.parquet", (r for b in plan.pool.batches(64) for r in b))
     specs = all_stage_specs(cfg, None, pool)
     assert [s.cls.name for s in specs] == ["annotator", "negatives", "text_sanity", "roundtrip",
                                            "text_image_consistency", "clip_direction", "image_similarity", "duplicates"]
