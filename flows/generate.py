@@ -16,6 +16,7 @@ from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from pipeline import console
 from pipeline import generate as steps
 from pipeline.config import RunConfig, load_config
 
@@ -45,7 +46,10 @@ def finalize_task(cfg: RunConfig, plan: steps.Plan) -> dict:
 def report_task(cfg: RunConfig) -> str:
     from pipeline.report import write_report
 
-    return str(write_report(cfg.dataset_dir).resolve())
+    with console.Phase("report", on=cfg.runtime.progress) as phase:
+        index = write_report(cfg.dataset_dir)
+        phase.note(str(index))
+    return str(index.resolve())
 
 
 def _publish(cfg: RunConfig, manifest: dict, run: dict, report: str) -> None:

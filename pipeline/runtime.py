@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
+from pipeline.console import verbose
 from pipeline.shards import ShardWriter
 from pipeline.stage import Batch, Stage, batch_len, to_list
 
@@ -137,7 +138,11 @@ class Runtime:
         init_ray(self.ray_address, self.num_cpus)
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # units then complete one after another
-        ctx.enable_progress_bars = True
+        # The units bar (pipeline.console) is the display; Ray Data's own (a block of lines every
+        # 10 s when stdout is no terminal) and its plan print come back with --verbose.
+        ctx.enable_progress_bars = ctx.print_on_execution_start = verbose()
+        if not verbose():
+            _quiet_ray_data()
         ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // self.batch_size))
         for spec in self.remote_specs:
             cls = spec.cls
@@ -170,8 +175,21 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     if ray.is_initialized():
         return
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    # Quiet: errors only (its start-up warnings, e.g. on token authentication, are for cluster
+    # operators) and the workers' output stays in the session logs; --verbose shows both.
+    kw = dict(log_to_driver=verbose(), logging_level=logging.INFO if verbose() else logging.ERROR)
     if address:
         log.info("joining Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, **kw)
     else:
-        ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=num_cpus, include_dashboard=False, **kw)
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's console handler to warnings; its file log in the Ray session keeps everything."""
+    from ray.util.debug import log_once
+
+    log_once("ray_data_progress_manager_disabled")  # spends its one notice that the bars are off
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.WARNING)
