@@ -16,7 +16,6 @@ from prefect import flow, task
 from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from pipeline import console
 from pipeline import generate as steps
 from pipeline.config import RunConfig, load_config
 
@@ -44,6 +43,7 @@ def finalize_task(cfg: RunConfig, plan: steps.Plan) -> dict:
 
 @task(name="quality-report", cache_policy=NO_CACHE)
 def report_task(cfg: RunConfig) -> str:
+    from pipeline import console
     from pipeline.report import write_report
 
     with console.Phase("report", on=cfg.runtime.progress) as phase:

@@ -23,7 +23,6 @@ from generators.config import MTSTConfig, load_mtst_config
 from generators.mtst_data import SeedSet, permuted_pair, renamed_vocabulary, shapesworld_captions, shapesworld_seed_set
 from generators.mtst_model import META_FILE, MTSTGenerator
 from generators.mtst_tokenizer import build_word_tokenizer
-from pipeline import console
 
 KEEP_CHECKPOINTS = 2
 CAPTION_LOSS_WARN = 0.1  # mean caption loss over the last 50 steps of stage 1 (see _warn_if_scenes_not_learned)
@@ -106,6 +105,8 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
     n_steps = total_steps(cfg, len(data))
     bs = cfg.train.batch_size
     end = n_steps if stop_after is None else min(n_steps, step + stop_after)
+    from pipeline import console
+
     bar = console.bar("pair steps", n_steps, step, on=cfg.train.progress)
     rng_state = torch.random.get_rng_state()
     while step < end:
@@ -171,6 +172,8 @@ def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, ca
     opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
     rng = np.random.default_rng([t.seed, 1])
     losses = []
+    from pipeline import console
+
     bar = console.bar("caption steps", t.caption_steps, on=t.progress)
     for step in range(t.caption_steps):
         idx = rng.integers(0, len(captions), size=t.caption_batch_size)

@@ -60,7 +60,6 @@ def generate(
     verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ):
     """Generate a triplet dataset (resumable: a rerun skips committed units)."""
-    from pipeline import console
     from pipeline.config import ConfigError, load_config
 
     try:
@@ -68,7 +67,9 @@ def generate(
     except ConfigError as err:
         _fail(str(err))
     _require_backend(cfg)
-    console.setup(verbose)
+    from pipeline import console
+
+    console.setup(verbose)  # before Prefect is imported
     try:
         if flow:
             from flows.generate import generate_flow

@@ -12,7 +12,6 @@ import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from pipeline.console import verbose
 from pipeline.shards import ShardWriter
 from pipeline.stage import Batch, Stage, batch_len, to_list
 
@@ -135,6 +134,8 @@ class Runtime:
         import ray
         import ray.data
 
+        from pipeline.console import verbose
+
         init_ray(self.ray_address, self.num_cpus)
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # units then complete one after another
@@ -172,12 +173,14 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start a local Ray (or join ``address``) once per process."""
     import ray
 
-    if ray.is_initialized():
-        return
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    from pipeline.console import verbose
+
     # Quiet: errors only (its start-up warnings, e.g. on token authentication, are for cluster
     # operators) and the workers' output stays in the session logs; --verbose shows both.
     kw = dict(log_to_driver=verbose(), logging_level=logging.INFO if verbose() else logging.ERROR)
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if address:
         log.info("joining Ray cluster at %s", address)
         ray.init(address=address, **kw)

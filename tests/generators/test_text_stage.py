@@ -6,7 +6,6 @@ import pytest
 from PIL import Image
 
 from generators.config import MTSTConfig, MTSTInferConfig
-from generators.mtst_vllm import vllm_install_line
 from generators.text_stage import MTSTTextStage
 from generators.train_mtst import train_mtst
 
@@ -76,6 +75,8 @@ def test_beam_search_backend_option(trained_dir, seed_set):
 
 
 def test_vllm_configured_but_missing_names_the_install_line(trained_dir, monkeypatch):
+    from generators.mtst_vllm import vllm_install_line
+
     monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm now raises ImportError
     with pytest.raises(ImportError, match=re.escape(vllm_install_line())):
         MTSTTextStage(trained_dir, MTSTInferConfig(backend="vllm"))
