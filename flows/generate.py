@@ -40,9 +40,13 @@ def finalize_task(cfg: RunConfig, plan: steps.Plan) -> dict:
 
 @task(name="quality-report", cache_policy=NO_CACHE)
 def report_task(cfg: RunConfig) -> str:
+    from pipeline import console
     from pipeline.report import write_report
 
-    return str(write_report(cfg.dataset_dir).resolve())
+    with console.Phase("report", on=cfg.runtime.progress) as phase:
+        index = write_report(cfg.dataset_dir)
+        phase.note(str(index))
+    return str(index.resolve())
 
 
 def _publish(cfg: RunConfig, manifest: dict, run: dict, report: str) -> None:

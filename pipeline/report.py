@@ -7,18 +7,16 @@ they need.
 from __future__ import annotations
 
 import html
-import io
 import json
 from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from pipeline.samples_figure import SAMPLE_COLUMNS, draw_samples
 from pipeline.schema import SCORE_FIELDS
 from pipeline.shards import MANIFEST
 
 REPORT_DIR = "report"
-SAMPLE_COLUMNS = ("triplet_id", "reference_image", "target_image", "neg_text_aligned_image",
-                  "neg_image_aligned_image", "modification_text", "reverse_text")
 
 
 def _shards(root: Path, kept: bool) -> list[Path]:
@@ -121,35 +119,10 @@ def plot_scores(kept: list[dict], rejected: list[dict], out: Path) -> list[str]:
 
 
 def plot_samples(rows: list[dict], out: Path, name: str, reasons: bool = False) -> str | None:
-    """A grid: reference, target, text-aligned and image-aligned negatives, with the texts."""
+    """The sample figure (pipeline.samples_figure): reference, target, both negatives, the texts."""
     if not rows:
         return None
-    from PIL import Image
-
-    plt = _plt()
-    cols = ("reference_image", "target_image", "neg_text_aligned_image", "neg_image_aligned_image")
-    titles = ("reference", "target", "neg: text-aligned", "neg: image-aligned")
-    fig, axes = plt.subplots(len(rows), 4, figsize=(8, 2.3 * len(rows)), squeeze=False)
-    for i, row in enumerate(rows):
-        for j, c in enumerate(cols):
-            ax = axes[i][j]
-            ax.axis("off")
-            img = row.get(c)
-            if img and img.get("bytes"):
-                ax.imshow(Image.open(io.BytesIO(img["bytes"])).convert("RGB"))
-            if i == 0:
-                ax.set_title(titles[j], fontsize=8)
-        text = f"fwd: {row.get('modification_text') or ''}\nrev: {row.get('reverse_text') or ''}"
-        if reasons:
-            text += "\n" + ", ".join(row.get("reject_reasons") or [])
-        axes[i][0].text(0, -0.08, _wrap(text), transform=axes[i][0].transAxes, fontsize=6.5, va="top")
-    return _save(fig, out / name)
-
-
-def _wrap(text: str, width: int = 110) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.fill(line, width) for line in text.splitlines())
+    return draw_samples(rows, out / name, reasons=reasons).name
 
 
 def write_report(dataset_dir: str | Path, samples: int = 8) -> Path:

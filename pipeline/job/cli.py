@@ -28,6 +28,9 @@ world_app = typer.Typer(help="The embedded ShapesWorld: procedural scenes with k
 app.add_typer(world_app, name="world")
 
 
+VERBOSE_HELP = "show Ray's and Prefect's own logs (flow states, HTTP requests, Ray Data progress) beside ours"
+
+
 def _fail(msg: str) -> None:
     typer.secho(f"error: {msg}", fg=typer.colors.RED, err=True)
     raise typer.Exit(2)
@@ -53,6 +56,7 @@ def generate(
     executor: str = typer.Option("ray", help="'ray' (Ray Data pipeline) or 'local' (in-process)"),
     flow: bool = typer.Option(True, help="run as the Prefect flow (artifacts, retries); --no-flow runs the steps directly"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a config key: --set shards.rows_per_unit=128"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ):
     """Generate a triplet dataset (resumable: a rerun skips committed units)."""
     from pipeline.job.config import ConfigError, load_config
@@ -61,7 +65,10 @@ def generate(
         cfg = load_config(config, _overrides(set_ or []))
     except ConfigError as err:
         _fail(str(err))
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    _require_backend(cfg)
+    from pipeline import console
+
+    console.setup(verbose)  # before Prefect is imported
     try:
         from pipeline.job.generate import complete_manifest
 
@@ -76,9 +83,18 @@ def generate(
             manifest = run(cfg, executor=executor)
     except (ValueError, FileNotFoundError, RuntimeError) as err:
         _fail(str(err))
-    rows = manifest["rows"]
-    typer.echo(f"{cfg.dataset_dir}: {manifest['state']}, units {manifest['units_committed']}/{manifest['units_total']}, "
-               f"rows in {rows['in']} = kept {rows['kept']} + rejected {rows['rejected']}; per split {rows['per_split']}")
+    typer.echo(console.summary(manifest, cfg.dataset_dir))
+
+
+def _require_backend(cfg) -> None:
+    """A configured decode backend that is not installed fails here, before the flow starts."""
+    if cfg.generator.kind == "mtst" and cfg.generator.mtst.infer.backend == "vllm":
+        from generators.mtst.vllm_backend import require_vllm
+
+        try:
+            require_vllm()
+        except ImportError as err:
+            _fail(str(err))
 
 
 def _require_dataset(dataset: Path) -> None:
@@ -141,8 +157,12 @@ def train(
     config: Optional[Path] = typer.Option(None, "--config", "-c",
                                           help="YAML of trainer keys (trainers/nightly.py NightlyConfig)"),
     set_: Optional[list[str]] = typer.Option(None, "--set", help="override a key: --set pretrain.steps=50"),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help=VERBOSE_HELP),
 ):
     """Train a retrieval model on a dataset (the Prefect flow: pretrain, finetune, evaluate)."""
+    from pipeline import console
+
+    console.setup(verbose)  # before Prefect is imported
     from flows.train import train_flow
 
     _require_dataset(dataset)

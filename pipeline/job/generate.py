@@ -10,6 +10,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline import console
 from pipeline.job.config import RunConfig
 from pipeline.job.units import (UNIT_COLUMNS, Pair, UnitRows, cut_units, image_split, rows_of,
                                 units_file, write_units)
@@ -63,12 +64,17 @@ def mine_pairs(cfg: RunConfig, pool: PoolStore) -> list[Pair]:
 
 
 def plan(cfg: RunConfig) -> Plan:
-    pool = load_pool(cfg)
-    if not len(pool):
-        raise ValueError(f"the image pool is empty (source.kind={cfg.source.kind!r}, "
-                         f"{len(pool.skipped)} inputs skipped): give a source with readable images")
-    pairs = mine_pairs(cfg, pool)
-    return Plan(pool=pool, pairs=pairs, units=cut_units(cfg, pairs), generator_id=generator_id(cfg))
+    with console.Phase("render and mine", on=cfg.runtime.progress) as phase:
+        phase.note(f"reading the {cfg.source.kind} pool")
+        pool = load_pool(cfg)
+        if not len(pool):
+            raise ValueError(f"the image pool is empty (source.kind={cfg.source.kind!r}, "
+                             f"{len(pool.skipped)} inputs skipped): give a source with readable images")
+        phase.note(f"{len(pool)} images; mining pairs")
+        pairs = mine_pairs(cfg, pool)
+        units = cut_units(cfg, pairs)
+        phase.note(f"{len(pool)} images, {len(pairs)} pairs in {len(units)} units")
+    return Plan(pool=pool, pairs=pairs, units=units, generator_id=generator_id(cfg))
 
 
 # 4. rows and stages -------------------------------------------------------------------------
@@ -93,7 +99,10 @@ def prepare(cfg: RunConfig, plan_: Plan) -> Plan:
     from pipeline.job.chain import prepare_generator
 
     check_output(cfg)
-    plan_.model_dir = prepare_generator(cfg)
+    with console.Phase("generator training", on=cfg.runtime.progress) as phase:
+        phase.note(f"{cfg.generator.kind}: training or loading from the cache")
+        plan_.model_dir = prepare_generator(cfg)
+        phase.note(f"{cfg.generator.kind}: {plan_.model_dir or 'no model to train'}")
     if cfg.negatives.enabled:
         path = Path(cfg.negatives.pool_path) if cfg.negatives.pool_path else pool_file(cfg.cache_dir, cfg.config_hash())
         if cfg.negatives.pool_path is None and not path.is_file():  # deterministic for a config: write once
@@ -145,8 +154,10 @@ def run_units(cfg: RunConfig, plan_: Plan, executor: str = "local", progress: bo
     specs = stage_specs(cfg, plan_)
     runtime = Runtime(specs, executor=executor, ray_address=cfg.runtime.ray_address,
                       num_cpus=cfg.runtime.num_cpus, batch_size=cfg.shards.batch_size)
-    with _progress(progress and cfg.runtime.progress, len(todo), len(plan_.units) - len(todo)) as tick:
-        written = runtime.run(feed, writer, on_commit=lambda unit, n: tick(),
+    with console.Phase("generation", progress and cfg.runtime.progress, len(plan_.units), "units") as phase:
+        phase.advance(len(done))
+        phase.note(f"{len(done)} committed before" if done else "")
+        written = runtime.run(feed, writer, on_commit=lambda unit, n: phase.advance(),
                               history=committed_rows(root, runtime.driver_specs))
     return {**counts, "rows_written": written}
 
@@ -172,25 +183,6 @@ def committed_rows(root: Path, driver_specs: list[StageSpec]):
             cols = [c for c in pq.read_schema(path).names if c in wanted]
             rows += pq.read_table(path, columns=cols).to_pylist()
         yield sorted(rows, key=lambda r: (r["reference_id"], r["target_id"]))
-
-
-class _progress:
-    def __init__(self, on: bool, todo: int, done: int):
-        self.on, self.todo, self.done = on, todo, done
-
-    def __enter__(self):
-        if not self.on:
-            return lambda: None
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        self.bar = Progress(TextColumn("units"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        self.bar.start()
-        task = self.bar.add_task("units", total=self.todo + self.done, completed=self.done)
-        return lambda: self.bar.advance(task)
-
-    def __exit__(self, *exc):
-        if self.on:
-            self.bar.stop()
 
 
 # 6. finalize --------------------------------------------------------------------------------

@@ -45,3 +45,21 @@ def test_report_escapes_text_and_handles_no_rejections(tmp_path):
     finalize(tmp_path, {}, "h", units_total=1)
     page = write_report(tmp_path).read_text()
     assert "samples_rejected.png" not in page and "<h2>Samples: rejected</h2><p>none</p>" in page
+
+
+def test_sample_figures_show_thumbnails_a_person_can_see_with_little_white_space(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from pipeline.inspect_dataset import sample_grid
+
+    make_dataset(tmp_path)  # 12 rows: 9 kept, 3 rejected; the text-aligned negatives are pure green
+    write_report(tmp_path)
+    sample_grid(tmp_path, tmp_path / "report" / "samples.png", n=8)
+    for name, n in (("samples.png", 8), ("samples_kept.png", 8), ("samples_rejected.png", 3)):
+        img = np.asarray(Image.open(tmp_path / "report" / name).convert("RGB"))
+        green = (img == (0, 200, 0)).all(axis=-1)
+        cols, rows = np.flatnonzero(green.any(axis=0)), np.flatnonzero(green.any(axis=1))
+        assert cols.max() - cols.min() + 1 >= 128, name  # one thumbnail's width
+        assert len(rows) >= 128 * n, name  # n thumbnails, each at least 128 px high
+        assert img.shape[0] <= 40 + n * 170, f"{name}: {img.shape[0]} px high for {n} short rows"
