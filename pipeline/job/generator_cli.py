@@ -58,9 +58,11 @@ def train(
 
 @app.command("reverse")
 def reverse(
-    model: Path = typer.Option(..., help="a trained MTST folder (cirforge generator train)"),
-    dataset: str = typer.Option(..., help="cirr or fashioniq"),
-    root: Path = typer.Option(..., help="the benchmark folder (official layout; see docs/interop.md)"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="a recipe (run config): its trained generator "
+                                          "(trained first if not cached), its seed set's dataset, root and split"),
+    model: Optional[Path] = typer.Option(None, help="a trained MTST folder (cirforge generator train)"),
+    dataset: Optional[str] = typer.Option(None, help="cirr or fashioniq"),
+    root: Optional[Path] = typer.Option(None, help="the benchmark folder (official layout; see docs/interop.md)"),
     split: str = typer.Option("train", help="whose triplets: train (what PTHA reads), val, test1 / test"),
     out: Optional[Path] = typer.Option(None, help="also write the triplets with reverse texts as cirforge shards here"),
     category: Optional[list[str]] = typer.Option(None, help="fashioniq: categories (default: every one found)"),
@@ -72,19 +74,32 @@ def reverse(
 ):
     """Write reverse texts (target back to reference) for a benchmark's triplets, into the MTST
     authors' JSON layout beside its captions (and into shards with --out)."""
+    from pipeline.config_base import ConfigError
     from generators.mtst.config import MTSTInferConfig
     from generators.mtst.reverse import write_reverse_texts
 
-    if dataset not in ("cirr", "fashioniq"):
-        _fail(f"--dataset {dataset!r}: allowed are cirr, fashioniq")
-    if not (model / "mtst_config.json").is_file():
-        _fail(f"--model {model}: not a trained MTST folder (no mtst_config.json); train one with "
-              "`cirforge generator train`")
     try:
-        infer = MTSTInferConfig(batch_size=batch_size, device=device, dtype=dtype, backend=backend)
+        if config is not None:  # the recipe names everything; its infer section decodes
+            from generators.mtst.train import train_mtst
+
+            cfg = load_generator_config(config, {})
+            if cfg.data.kind not in ("cirr", "fashioniq"):
+                _fail(f"{config}: generator.mtst.data.kind={cfg.data.kind!r}; reverse texts are for cirr or fashioniq")
+            model, dataset, root, split = train_mtst(cfg).model_dir, cfg.data.kind, cfg.data.path, cfg.data.split
+            category, infer = category or cfg.data.categories, cfg.infer
+        else:
+            missing = [k for k, v in (("--model", model), ("--dataset", dataset), ("--root", root)) if v is None]
+            if missing:
+                _fail(f"{missing[0]} is missing: give --model, --dataset and --root, or --config with a recipe")
+            infer = MTSTInferConfig(batch_size=batch_size, device=device, dtype=dtype, backend=backend)
+        if dataset not in ("cirr", "fashioniq"):
+            _fail(f"--dataset {dataset!r}: allowed are cirr, fashioniq")
+        if not (Path(model) / "mtst_config.json").is_file():
+            _fail(f"--model {model}: not a trained MTST folder (no mtst_config.json); train one with "
+                  "`cirforge generator train`")
         rec = write_reverse_texts(model, dataset, root, split, out=out, infer=infer, categories=category,
                                   embed_images=embed_images)
-    except (ValueError, FileNotFoundError, ImportError) as err:
+    except (ConfigError, ValueError, FileNotFoundError, ImportError) as err:
         _fail(str(err).splitlines()[0])
     typer.echo(f"reverse texts: {rec['written']} written ({rec['empty']} empty), {rec['skipped']} triplets skipped "
                f"{rec['skipped_by_reason']}; files: {', '.join(rec['files'])}"
