@@ -323,7 +323,8 @@ def _lr_at(cfg: MTSTConfig, step: int, n_steps: int) -> float:
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Train the MTST generator on a ShapesWorld seed set.")
+    ap = argparse.ArgumentParser(description="Train the MTST generator on its seed set (generator.mtst.data: ShapesWorld, "
+                                 "CIRR, FashionIQ or shards); the same as `cirforge generator train`.")
     ap.add_argument("--config", default=None, help="YAML with the MTST section (top level, mtst: or generator.mtst:)")
     args = ap.parse_args(argv)
     try:

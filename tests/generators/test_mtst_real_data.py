@@ -8,11 +8,11 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from generators.mtst.seed_sets import benchmark_seed_set
+from generators.mtst.seed_sets import benchmark_seed_set, shard_seed_set
 from generators.mtst.text_stage import MTSTTextStage
 from pipeline.job.cli import app
 
-from .real_data import write_cirr, write_fashioniq, real_tokenizer
+from .real_data import SIZES, real_tokenizer, write_cirr, write_fashioniq
 from .test_mtst_model import _tiny_instructblip
 
 TRAIN = {"epochs": 20, "batch_size": 4, "lr": 3e-3, "warmup_steps": 2, "progress": False, "caption_steps": 0}
@@ -126,6 +126,8 @@ def test_reverse_writes_the_authors_layout_and_shards(cirr_model, cirr, tmp_path
     assert {"pairid", "reference", "target_hard", "caption", "img_set"} <= set(recs[0])
     rows = pq.read_table(next((tmp_path / "rev" / "data" / "train").glob("*.parquet"))).to_pylist()
     assert len(rows) == 9 and all(r["reverse_text"] and r["modification_text"] for r in rows)
+    shards = shard_seed_set(tmp_path / "rev")  # the shards are a seed set too, reverse texts and all
+    assert len(shards) == 9 and all(p[3] for p in shards.pairs) and shards.load([0])[0].size in SIZES
     assert benchmark_seed_set("cirr", cirr, read_reverse=True).summary()["reverse_texts"] == 9  # seed reverse texts
     assert benchmark_seed_set("cirr", cirr).summary()["reverse_texts"] == 0  # unless asked
     (cirr / "cirr" / "captions" / "cirr_train_modifier_rev_long.json").unlink()  # the module's other tests
