@@ -24,7 +24,13 @@ __all__ = ["INSTRUCTION", "MTSTConfig", "MTSTDataConfig", "MTSTEvalConfig", "MTS
 # 5: the difference block of the joint pass (joint_difference), the prefix region by region (interleave_prefix).
 MTST_ARCH = 5
 # Training options added after MTST_ARCH 5, with the value that trains as before they existed.
-_TRAIN_ADDED = {"dropout": None, "freeze_vision": False, "permute_attributes": 0.0}
+_TRAIN_ADDED = {"dropout": None, "freeze_vision": False, "permute_attributes": 0.0, "mixed_precision": "auto",
+                "grad_accum": 1, "lora_rank": None, "lora_alpha": 16.0, "lora_targets": ("q_proj", "v_proj"),
+                "gradient_checkpointing": False}
+# Seed-set options added after MTST_ARCH 5 (the ShapesWorld default hashes as before).
+_DATA_ADDED = {"kind": "shapesworld", "path": None, "split": "train", "categories": None, "limit": None,
+               "read_reverse": False}
+SEED_KINDS = ("shapesworld", "cirr", "fashioniq", "shards")
 
 
 class MTSTModelConfig(Section):
@@ -92,12 +98,37 @@ class MTSTModelConfig(Section):
 
 
 class MTSTDataConfig(Section):
-    """The annotated seed set the generator learns from (ShapesWorld pairs written by its annotator)."""
+    """The annotated seed set the generator learns from: ShapesWorld pairs written by its annotator
+    (default), a CIRR or FashionIQ folder in the official layout, or cirforge shards."""
 
+    kind: Literal["shapesworld", "cirr", "fashioniq", "shards"] = Field(
+        "shapesworld", description="shapesworld: rendered pairs with annotator texts (the keys below); cirr / "
+        "fashioniq: the benchmark's annotated triplets of `split` under `path` (official layout); shards: the kept "
+        "rows of a cirforge dataset folder",
+    )
+    path: Path | None = Field(None, description="cirr / fashioniq / shards: the dataset folder (needed for them)")
+    split: str = Field("train", description="cirr / fashioniq / shards: which split's triplets")
+    categories: list[str] | None = Field(None, description="fashioniq: categories (None: every one found)")
+    limit: int | None = Field(None, ge=1, description="cirr / fashioniq / shards: at most this many triplets "
+                              "(the first in sorted order); None: all")
+    read_reverse: bool = Field(
+        False, description="cirr / fashioniq: also read reverse texts from the MTST authors' *_rev files beside the "
+        "captions (e.g. the ones they released) and train both directions on them; off: the files "
+        "`cirforge generator reverse` writes there do not retrain the model that wrote them",
+    )
     n_triplets: int = Field(4000, ge=1, le=100_000, description="annotated seed triplets (goal: <= 5000)")
     seed: int = Field(0, description="seed of the seed set; evaluation uses a different one")
     max_edits: int = Field(2, ge=1, le=2, description="edits per pair: 1 to this many (demo families: 1 or 2)")
     image_size: int = Field(64, ge=16, description="rendered side in pixels")
+
+    @model_validator(mode="after")
+    def _path_for_files(self):
+        if self.kind != "shapesworld" and self.path is None:
+            raise ValueError(f"data.path is missing: data.kind={self.kind!r} reads its triplets from a folder; "
+                             "set data.path to the dataset root")
+        if self.path is not None and not Path(self.path).expanduser().is_dir():
+            raise ValueError(f"data.path={str(self.path)!r}: folder not found; give the {self.kind} dataset root")
+        return self
 
 
 class MTSTTrainConfig(Section):
@@ -132,7 +163,23 @@ class MTSTTrainConfig(Section):
         "texts (the words swapped; the texts stay true); 0: every pair as annotated; a seed set without "
         "scenes (CIRR/FashionIQ layout) always trains as annotated",
     )
-    both_directions: bool = Field(True, description="also learn (target, reference) -> reverse text")
+    both_directions: bool = Field(
+        True, description="also learn (target, reference) -> reverse text where the seed set has one; a seed set "
+        "without reverse texts trains the forward direction only and the reverse text is the same model on "
+        "(target, reference), as the MTST authors obtain it",
+    )
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto", description="accelerate's mixed precision: auto = bf16 on a GPU, none on CPU; frozen parts are "
+        "then held in that dtype too",
+    )
+    grad_accum: int = Field(1, ge=1, description="micro-batches per optimizer step: batch_size pairs a step are "
+                            "split over the processes and these micro-batches (the schedule stays the same)")
+    gradient_checkpointing: bool = Field(False, description="recompute the LLM's activations in backward "
+                                         "(less memory, ~30% slower steps)")
+    lora_rank: int | None = Field(None, ge=1, description="checkpoint only: LoRA adapters of this rank on the "
+                                  "frozen LLM (peft), trained with the Q-Former; None: the LLM stays as it is")
+    lora_alpha: float = Field(16.0, gt=0)
+    lora_targets: tuple[str, ...] = Field(("q_proj", "v_proj"), description="LLM modules that get adapters")
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
     cache_dir: Path = Field(Path("cache/mtst"), description="runs live in <cache_dir>/<config hash>/")
     num_threads: int | None = Field(None, ge=1, description="torch threads; None: torch's default")
@@ -186,15 +233,35 @@ class MTSTConfig(Section):
             raise ValueError(f"eval.seed={self.eval.seed} equals data.seed: evaluation pairs must be held out")
         return self
 
+    @model_validator(mode="after")
+    def _no_silent_shapesworld_finetune(self):
+        # An InstructBLIP checkpoint fine-tuned on ShapesWorld pairs writes ShapesWorld texts for photos:
+        # such a config must name its seed set (data.kind) rather than fall back to the default.
+        if self.model.pretrained and not is_mtst_dir(self.model.pretrained) and "kind" not in self.data.model_fields_set:
+            raise ValueError(
+                f"data.kind is missing: model.pretrained={self.model.pretrained!r} is an InstructBLIP checkpoint, "
+                "which is fine-tuned on the seed set; name it (data.kind: cirr | fashioniq | shards with data.path, "
+                "or data.kind: shapesworld)")
+        if self.train.lora_rank and not self.model.pretrained:
+            raise ValueError("train.lora_rank needs model.pretrained (LoRA adapts a checkpoint's frozen LLM)")
+        return self
+
     def train_hash(self) -> str:
         """Hash of what changes the trained weights (model, data, train; not paths or progress)."""
         train = self.train.model_dump(mode="json", exclude={"cache_dir", "progress", "num_threads", "checkpoint_every"})
-        for k, neutral in _TRAIN_ADDED.items():  # options added later hash as before while they change nothing
-            if train[k] == neutral:
-                del train[k]
-        d = {"arch": MTST_ARCH, "model": self.model.model_dump(mode="json"), "data": self.data.model_dump(mode="json"),
-             "train": train}
+        data = self.data.model_dump(mode="json")
+        for added in (_TRAIN_ADDED, _DATA_ADDED):  # options added later hash as before while they change nothing
+            part = train if added is _TRAIN_ADDED else data
+            for k, neutral in added.items():
+                if part[k] == (list(neutral) if isinstance(neutral, tuple) else neutral):
+                    del part[k]
+        d = {"arch": MTST_ARCH, "model": self.model.model_dump(mode="json"), "data": data, "train": train}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def is_mtst_dir(path: str | Path) -> bool:
+    """Whether ``path`` is a folder saved by ``MTSTGenerator.save_pretrained`` (else: an InstructBLIP checkpoint)."""
+    return (Path(path) / "mtst_config.json").is_file()  # model.META_FILE (the model module needs no pydantic)
 
 
 def load_mtst_config(path: str | Path | None) -> MTSTConfig:

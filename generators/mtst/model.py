@@ -122,6 +122,7 @@ class MTSTGenerator(nn.Module):
         ids = self.tokenizer(instruction, add_special_tokens=False)["input_ids"]
         bos = self.tokenizer.bos_token_id
         self.instruction_ids = ([bos] if bos is not None else []) + list(ids)
+        self.lora = None  # {"rank", "alpha", "targets"} once adapters are on the LLM (generators/mtst/lora.py)
         self.set_trainable(train_all)
 
     # ---- building and loading -------------------------------------------------------------
@@ -169,9 +170,10 @@ class MTSTGenerator(nn.Module):
     @classmethod
     def from_pretrained(
         cls, path_or_id: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device | None = None,
-        train_all: bool | None = None,
+        train_all: bool | None = None, merge_lora: bool = True,
     ) -> MTSTGenerator:
-        """Load a dir saved by ``save_pretrained``, or an InstructBLIP checkpoint (hub id or path)."""
+        """Load a dir saved by ``save_pretrained``, or an InstructBLIP checkpoint (hub id or path);
+        LoRA adapters saved with it are merged into the LLM unless ``merge_lora`` is False (resuming)."""
         path = Path(path_or_id)
         if not (path / META_FILE).is_file():
             model = cls._from_instructblip(str(path_or_id), dtype=dtype, train_all=bool(train_all))
@@ -185,10 +187,18 @@ class MTSTGenerator(nn.Module):
         if meta["weights"] == "trained":  # only the trained parts are here; the rest is the base checkpoint
             model = cls._from_instructblip(meta["base_model"], dtype=dtype, train_all=ta, **layout)
             model.tokenizer, model.qformer_tokenizer = tok, qtok
+            if meta.get("lora"):
+                from generators.mtst.lora import add_lora
+
+                add_lora(model, **meta["lora"])
             missing, unexpected = model.load_state_dict(load_file(path / WEIGHTS_FILE), strict=False)
             frozen = {k for k, p in model.named_parameters() if not p.requires_grad}
             if unexpected or set(missing) - frozen - _buffers(model):
                 raise ValueError(f"{path}: weights do not fit the base {meta['base_model']!r}: {unexpected or missing}")
+            if meta.get("lora") and merge_lora:
+                from generators.mtst.lora import merge_lora as merge
+
+                merge(model)
         else:
             config = InstructBlipConfig.from_pretrained(path)
             model = cls(config, tok, qtok, train_all=ta, base_model=meta.get("base_model"), **layout, **kw)
@@ -226,7 +236,7 @@ class MTSTGenerator(nn.Module):
             "format": "cirforge-mtst", "version": 1, "weights": "trained" if partial else "full",
             "base_model": self.base_model, "train_all": self.train_all, "instruction": self.instruction,
             "image_mean": list(self.image_mean), "image_std": list(self.image_std),
-            **{k: getattr(self, k) for k in LAYOUT},
+            **{k: getattr(self, k) for k in LAYOUT}, "lora": self.lora,
         }
         self.config.save_pretrained(save_dir)
         if partial:

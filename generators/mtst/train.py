@@ -8,24 +8,29 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
-import shutil
 import time
 import warnings
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, load_model, save_file
 
+from generators.mtst.accel import PairLoss, hold_frozen_in, make_accelerator, micro_batches, sync_unless
+from generators.mtst.checkpoints import last_checkpoint, load_trainer_state, plot_losses, save_checkpoint
 from generators.mtst.config import MTSTConfig, load_mtst_config
 from generators.mtst.data import permuted_pair, renamed_vocabulary
+from generators.mtst.lora import add_lora
 from generators.mtst.model import META_FILE, MTSTGenerator
+from generators.mtst.seed_sets import FileSeedSet, make_seed_set, seed_files_key
 from generators.mtst.tokenizer import build_word_tokenizer
-from pipeline.shapesworld.sets.mtst import SeedSet, shapesworld_captions, shapesworld_seed_set
+from pipeline.shapesworld.sets.mtst import SeedSet, shapesworld_captions
 
-KEEP_CHECKPOINTS = 2
+log = logging.getLogger(__name__)
+TRAIN_INFO = "train_info.json"  # beside the model: the seed set's counts, how reverse texts come about
 CAPTION_LOSS_WARN = 0.1  # mean caption loss over the last 50 steps of stage 1 (see _warn_if_scenes_not_learned)
 
 
@@ -39,11 +44,16 @@ class TrainResult:
     cached: bool
     seconds: float
     losses: list[float]
+    info: dict | None = None  # what train_info.json holds (None when loaded from the cache)
 
 
 def run_dir_for(cfg: MTSTConfig, seed_set: SeedSet | None = None) -> Path:
-    """``<cache_dir>/<hash>``; a seed set passed in directly adds its fingerprint to the hash."""
-    key = cfg.train_hash() if seed_set is None else f"{cfg.train_hash()[:8]}{seed_set.fingerprint()[:8]}"
+    """``<cache_dir>/<hash>``; a seed set passed in directly, or read from files, adds its fingerprint."""
+    files = seed_files_key(cfg.data) if seed_set is None else None
+    if seed_set is not None:
+        key = f"{cfg.train_hash()[:8]}{seed_set.fingerprint()[:8]}"
+    else:
+        key = cfg.train_hash() if files is None else f"{cfg.train_hash()[:8]}{files[:8]}"
     return cfg.train.cache_dir / key
 
 
@@ -63,19 +73,25 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
         torch.set_num_threads(cfg.train.num_threads)
 
     # 1. the seed set and the model (fresh, or from the last checkpoint)
-    data = seed_set or shapesworld_seed_set(
-        cfg.data.n_triplets, seed=cfg.data.seed, image_size=cfg.data.image_size, max_edits=cfg.data.max_edits
-    )
-    ckpt = _last_checkpoint(run_dir)
+    data = seed_set or make_seed_set(cfg.data)
+    info = seed_set_info(cfg, data)
+    ckpt = last_checkpoint(run_dir)
     captions = _caption_set(cfg) if ckpt is None else None
-    model = _initial_model(cfg, data, captions) if ckpt is None else MTSTGenerator.from_pretrained(ckpt)
+    model = _initial_model(cfg, data, captions) if ckpt is None else MTSTGenerator.from_pretrained(ckpt, merge_lora=False)
     if captions is not None:  # a resumed run has this stage in its checkpoint already
         _warn_if_scenes_not_learned(_caption_stage(model, cfg, *captions))
+    if cfg.train.lora_rank and model.lora is None:
+        add_lora(model, cfg.train.lora_rank, cfg.train.lora_alpha, cfg.train.lora_targets)
     if cfg.train.dropout is not None:
         model.set_dropout(cfg.train.dropout)
+    if cfg.train.gradient_checkpointing:
+        model.language_model.gradient_checkpointing_enable()
     frozen_vision = cfg.train.freeze_vision and model.train_all
     if frozen_vision:
         model.vision_model.requires_grad_(False)
+    accelerator = make_accelerator(cfg.train)
+    hold_frozen_in(model, accelerator)
+    model.to(accelerator.device)
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim >= 2]
@@ -86,13 +102,16 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
     )
     step, losses = 0, []
     if ckpt is not None:
-        step, losses = _load_trainer_state(ckpt, opt)
+        step, losses = load_trainer_state(ckpt, opt)
+    wrapped, opt = accelerator.prepare(PairLoss(model), opt)
 
     def encoder(pixels: torch.Tensor):  # image indices -> ImageFeatures (vision encoder + Q-Former)
         return lambda ix: model.encode_images(_normalize(model, pixels[ix]))
 
     permute = _permute_share(cfg, data)  # > 0: every step renders its own batch (_permuted_batch)
-    if not permute:
+    if isinstance(data, FileSeedSet):  # images stay on disk: read and preprocess each batch's own
+        encode = lambda ix: model.encode_images(model.preprocess(data.load(ix)))  # noqa: E731
+    elif not permute:
         pixels = torch.from_numpy(_resized(data.images, model.config.vision_config.image_size))  # uint8
         encode = encoder(pixels)
         if frozen_vision:  # the patches never change: compute them once
@@ -108,7 +127,8 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
     end = n_steps if stop_after is None else min(n_steps, step + stop_after)
     from pipeline import console
 
-    bar = console.bar("pair steps", n_steps, step, on=cfg.train.progress)
+    main_process = accelerator.is_main_process
+    bar = console.bar("pair steps", n_steps, step, on=cfg.train.progress and main_process)
     rng_state = torch.random.get_rng_state()
     while step < end:
         idx = _batch_indices(cfg.train.seed, step, bs, len(data))
@@ -118,31 +138,61 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
         if permute:  # this step's pairs, some renamed and re-rendered: a batch of their own
             batch, px = _permuted_batch(data, idx, np.random.default_rng([cfg.train.seed, 2, step]), permute,
                                         model.config.vision_config.image_size)
-            loss = _batch_loss(model, batch, encoder(px), range(len(idx)), cfg.train.both_directions)
+            batch_data, batch_encode, positions = batch, encoder(px), np.arange(len(idx))
         else:
-            loss = _batch_loss(model, data, encode, idx, cfg.train.both_directions)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            batch_data, batch_encode, positions = data, encode, idx
+        chunks = micro_batches(positions, accelerator.process_index, accelerator.num_processes, cfg.train.grad_accum)
+        step_loss = 0.0
+        for k, chunk in enumerate(chunks):
+            with sync_unless(accelerator, wrapped, last=k == len(chunks) - 1):
+                loss = wrapped(partial(_batch_loss, data=batch_data, encode=batch_encode, idx=chunk,
+                                       both=cfg.train.both_directions))
+                accelerator.backward(loss / len(chunks) if len(chunks) > 1 else loss)
+            step_loss += float(loss.detach()) / len(chunks)
+        accelerator.clip_grad_norm_(params, cfg.train.grad_clip)
         opt.step()
+        opt.zero_grad(set_to_none=True)
         step += 1
-        losses.append(float(loss.detach()))
+        losses.append(step_loss if accelerator.num_processes == 1 else _mean_over_processes(accelerator, step_loss))
         bar.update(1)
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
-        if step % cfg.train.checkpoint_every == 0 or step == end:
-            _save_checkpoint(run_dir, model, opt, step, losses)
+        if (step % cfg.train.checkpoint_every == 0 or step == end) and main_process:
+            save_checkpoint(run_dir, model, opt, step, losses)
     bar.close()
     torch.random.set_rng_state(rng_state)
+    accelerator.wait_for_everyone()
 
-    # 3. the final model and the loss curve
-    if step >= n_steps:
-        model.eval()
-        model.save_pretrained(run_dir / "tmp-final")
-        (run_dir / "tmp-final").rename(final)  # appears only when complete
-    (run_dir / "loss.json").write_text(json.dumps({"loss": losses}))
-    _plot_losses(losses, run_dir / "loss.png")
-    return TrainResult(final if step >= n_steps else _last_checkpoint(run_dir), run_dir, step, False,
-                       time.perf_counter() - t0, losses)
+    # 3. the final model, what it learned from, and the loss curve
+    if main_process:
+        if step >= n_steps:
+            model.eval()
+            model.save_pretrained(run_dir / "tmp-final")
+            (run_dir / "tmp-final" / TRAIN_INFO).write_text(json.dumps({**info, "steps": step}, indent=1))
+            (run_dir / "tmp-final").rename(final)  # appears only when complete
+        (run_dir / "loss.json").write_text(json.dumps({"loss": losses}))
+        plot_losses(losses, run_dir / "loss.png")
+    accelerator.wait_for_everyone()
+    return TrainResult(final if step >= n_steps else last_checkpoint(run_dir), run_dir, step, False,
+                       time.perf_counter() - t0, losses, info)
+
+
+def seed_set_info(cfg: MTSTConfig, data: SeedSet) -> dict:
+    """What the model learned from, for ``train_info.json`` beside it; skipped triplets are printed."""
+    seed = data.summary() if isinstance(data, FileSeedSet) else {
+        "kind": cfg.data.kind, "triplets": len(data), "reverse_texts": sum(1 for p in data.pairs if p[3])}
+    if seed.get("skipped"):
+        log.warning("seed set: %d triplets skipped (%s); first: %s", seed["skipped"],
+                    ", ".join(f"{k} {v}" for k, v in seed["skipped_by_reason"].items()), seed["skipped_examples"][0])
+    both = cfg.train.both_directions and seed["reverse_texts"] > 0
+    reverse = ("trained on the seed set's reverse texts (both directions)" if both else
+               "not trained apart: the forward model on (target, reference), as the MTST authors obtain it")
+    return {"seed_set": seed, "reverse": reverse, "train_hash": cfg.train_hash(),
+            "mixed_precision": cfg.train.mixed_precision, "lora_rank": cfg.train.lora_rank}
+
+
+def _mean_over_processes(accelerator, value: float) -> float:
+    t = torch.tensor([value], device=accelerator.device)
+    return float(accelerator.reduce(t, reduction="mean"))
 
 
 def _initial_model(cfg: MTSTConfig, data: SeedSet, captions=None) -> MTSTGenerator:
@@ -277,68 +327,9 @@ def _lr_at(cfg: MTSTConfig, step: int, n_steps: int) -> float:
     return t.lr * (t.min_lr_ratio + (1 - t.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-# ---- checkpoints: model dir + optimizer tensors (safetensors) + a small JSON -----------------
-def _save_checkpoint(run_dir: Path, model: MTSTGenerator, opt: torch.optim.Optimizer, step: int, losses) -> None:
-    ckpts = run_dir / "checkpoints"
-    tmp = ckpts / f"tmp-step-{step:07d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(tmp)
-    tensors, state = {}, {}
-    for i, s in opt.state_dict()["state"].items():
-        state[str(i)] = {}
-        for k, v in s.items():
-            if torch.is_tensor(v) and v.ndim > 0:
-                tensors[f"{i}.{k}"] = v.contiguous()
-            else:
-                state[str(i)][k] = float(v)
-    save_file(tensors, tmp / "optimizer.safetensors")
-    (tmp / "trainer_state.json").write_text(json.dumps({"step": step, "losses": losses, "scalars": state}))
-    tmp.rename(ckpts / f"step-{step:07d}")
-    for old in sorted(ckpts.glob("step-*"))[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old)
-
-
-def _last_checkpoint(run_dir: Path) -> Path | None:
-    found = sorted((run_dir / "checkpoints").glob("step-*"))
-    return found[-1] if found else None
-
-
-def _load_trainer_state(ckpt: Path, opt: torch.optim.Optimizer) -> tuple[int, list[float]]:
-    meta = json.loads((ckpt / "trainer_state.json").read_text())
-    tensors = load_file(ckpt / "optimizer.safetensors")
-    sd = opt.state_dict()
-    state = {}
-    for i, scalars in meta["scalars"].items():
-        s = {k: torch.tensor(v) for k, v in scalars.items()}
-        s.update({k.split(".", 1)[1]: v for k, v in tensors.items() if k.split(".", 1)[0] == i})
-        state[int(i)] = s
-    opt.load_state_dict({"state": state, "param_groups": sd["param_groups"]})
-    return meta["step"], list(meta["losses"])
-
-
-def _plot_losses(losses: list[float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot(range(1, len(losses) + 1), losses, lw=0.8, alpha=0.5, label="step")
-    if len(losses) >= 20:
-        k = max(5, len(losses) // 50)
-        smooth = np.convolve(losses, np.ones(k) / k, mode="valid")
-        ax.plot(range(k, len(losses) + 1), smooth, lw=1.5, label=f"mean of {k}")
-    ax.set_xlabel("step")
-    ax.set_ylabel("LM loss (text tokens)")
-    ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description="Train the MTST generator on a ShapesWorld seed set.")
+    ap = argparse.ArgumentParser(description="Train the MTST generator on its seed set (generator.mtst.data: ShapesWorld, "
+                                 "CIRR, FashionIQ or shards); the same as `cirforge generator train`.")
     ap.add_argument("--config", default=None, help="YAML with the MTST section (top level, mtst: or generator.mtst:)")
     args = ap.parse_args(argv)
     try:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from generators.mtst.config import is_mtst_dir
 from pipeline.job.config import RunConfig
 from pipeline.runtime import StageSpec
 
@@ -18,7 +19,7 @@ def generator_name(cfg: RunConfig) -> str:
         return ANNOTATOR_ID
     if cfg.generator.kind == "mtst":
         m = cfg.generator.mtst
-        if m.model.pretrained and _is_mtst_dir(m.model.pretrained):  # used as it is
+        if m.model.pretrained and is_mtst_dir(m.model.pretrained):  # used as it is
             return f"mtst:{Path(m.model.pretrained).name}"
         base = f"-{Path(m.model.pretrained).name}" if m.model.pretrained else "-tiny"  # trained on the seed set
         return f"mtst{base}-{m.train_hash()[:12]}"
@@ -28,23 +29,18 @@ def generator_name(cfg: RunConfig) -> str:
 def prepare_generator(cfg: RunConfig) -> str | None:
     """Train (or load from the cache) what the text stage needs; returns the model folder, if any.
 
-    The tiny MTST model trains on the annotator's ShapesWorld seed set (``generator.mtst.data``),
-    once per training hash; a run with the same config loads it from ``<cache_dir>/mtst``.
+    The MTST model (tiny, or an InstructBLIP checkpoint) trains on the seed set ``generator.mtst.data``
+    names (ShapesWorld by default; CIRR, FashionIQ or shards), once per training hash; a run with the
+    same config loads it from ``<cache_dir>/mtst`` (``cirforge generator train`` fills the same cache).
     """
     if cfg.generator.kind != "mtst":
         return None
     from generators.mtst.train import train_mtst
 
     mcfg = cfg.mtst_config()
-    if mcfg.model.pretrained and _is_mtst_dir(mcfg.model.pretrained):
+    if mcfg.model.pretrained and is_mtst_dir(mcfg.model.pretrained):
         return str(mcfg.model.pretrained)
     return str(train_mtst(mcfg).model_dir)
-
-
-def _is_mtst_dir(path: str) -> bool:
-    from generators.mtst.model import META_FILE
-
-    return (Path(path) / META_FILE).is_file()
 
 
 def text_stage_specs(cfg: RunConfig, model_dir: str | None = None) -> list[StageSpec]:

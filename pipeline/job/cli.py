@@ -10,6 +10,7 @@ from typing import Optional
 import typer
 
 from pipeline.env import set_defaults
+from pipeline.job.generator_cli import app as generator_app
 
 set_defaults()
 
@@ -26,6 +27,8 @@ app = typer.Typer(
 world_app = typer.Typer(help="The embedded ShapesWorld: procedural scenes with known ground truth.",
                         no_args_is_help=True)
 app.add_typer(world_app, name="world")
+
+app.add_typer(generator_app, name="generator")
 
 
 VERBOSE_HELP = "show Ray's and Prefect's own logs (flow states, HTTP requests, Ray Data progress) beside ours"

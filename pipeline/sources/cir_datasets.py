@@ -1,9 +1,10 @@
 """Existing CIR datasets in their public JSON layouts (CIRR, FashionIQ): the image pool and the
 annotated triplets (the seed set).
 
-CIRR: ``captions/cap.rc2.<split>.json`` (``reference``, ``target_hard``, ``caption``,
-``img_set``) and ``image_splits/split.rc2.<split>.json`` (name -> relative path; taken from the
-root, else from ``img_raw/``). FashionIQ: ``captions/cap.<category>.<split>.json``
+CIRR (official layout, Cuberick-Orion/CIRR): ``cirr/captions/cap.rc2.<split>.json``
+(``reference``, ``target_hard``, ``caption``, ``img_set``) and ``cirr/image_splits/split.rc2.<split>.json``
+(name -> path relative to the root, e.g. ``./train/34/<name>.png``; taken from the root, else from
+``img_raw/``); a root without ``cirr/`` holding ``captions/`` itself is read too. FashionIQ: ``captions/cap.<category>.<split>.json``
 (``candidate``, ``target``, ``captions`` of two texts), optional
 ``image_splits/split.<category>.<split>.json`` (names), images ``images/<name>.png|jpg``.
 """
@@ -13,6 +14,8 @@ import json
 import os
 from pathlib import Path
 from typing import Iterator
+
+from pipeline.cir_reverse import cirr_annotation_dir
 
 from .base import MIN_SIDE, Entry, Source
 
@@ -114,10 +117,11 @@ class CirrSource(_CirSource):
     def __init__(self, root: str | Path, split: str = "train", max_pixels: int | None = None,
                  min_side: int = MIN_SIDE):
         super().__init__(root, split, max_pixels, min_side)
-        cap_file = self.root / "captions" / f"cap.rc2.{split}.json"
+        ann = cirr_annotation_dir(self.root)
+        cap_file = ann / "captions" / f"cap.rc2.{split}.json"
         self._captions = [c for _, c in _records(_read_json(cap_file, "cirr captions", list),
                                                  ("reference", "caption"), cap_file, self.bad_records)]
-        self._split_map = _read_json(self.root / "image_splits" / f"split.rc2.{split}.json", "cirr image split", dict)
+        self._split_map = _read_json(ann / "image_splits" / f"split.rc2.{split}.json", "cirr image split", dict)
 
     def images(self) -> dict[str, tuple[Path | None, str | None] | str]:
         sets = {}

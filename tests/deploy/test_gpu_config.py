@@ -46,6 +46,8 @@ def test_gpu_config_loads_once_its_mounts_exist(tmp_path):
     for ckpt in (data["embedder"]["checkpoint"], data["generator"]["mtst"]["model"]["pretrained"],
                  data["negatives"]["instruct_pix2pix"]["model"]):
         checkpoint_dir(Path(ckpt))
+    # a trained MTST folder (cirforge generator train --out), used as it is
+    (Path(data["generator"]["mtst"]["model"]["pretrained"]) / "mtst_config.json").write_text("{}")
     path = tmp_path / "gpu.yaml"
     path.write_text(yaml.safe_dump(data))
     cfg = load_config(path)

@@ -18,14 +18,16 @@ def _same(a: torch.nn.Module | torch.Tensor, b) -> bool:
     return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
-def _tiny_instructblip(tmp_path, tokenizer):
-    """A tiny InstructBLIP checkpoint laid out like Salesforce/instructblip-vicuna-7b."""
+def _tiny_instructblip(tmp_path, tokenizer, llm_hidden: int = 64):
+    """A tiny InstructBLIP checkpoint laid out like Salesforce/instructblip-vicuna-7b (``llm_hidden``
+    128 with 2 heads gives the head dim 64 that vLLM's CPU attention needs)."""
     config = InstructBlipConfig(
         vision_config=InstructBlipVisionConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
                                                num_attention_heads=2, image_size=32, patch_size=8),
         qformer_config=InstructBlipQFormerConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1,
                                                  num_attention_heads=2, intermediate_size=64),
-        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=1,
+        text_config=LlamaConfig(vocab_size=len(tokenizer), hidden_size=llm_hidden, intermediate_size=2 * llm_hidden,
+                                num_hidden_layers=1,
                                 num_attention_heads=2, num_key_value_heads=2),
         num_query_tokens=4,
     )

@@ -65,12 +65,21 @@ def test_cirr_export_round_trip(dataset, tmp_path):
     record = export_dataset(dataset, "cirr", out)
     assert set(record["splits"]) == {"train", "val", "test1"}
     check_round_trip(dataset, out, "cirr", {s: CIRR_SPLITS[s][0] for s in ("train", "val", "test")})
-    # the files a CIRR loader opens: captions records with the official keys, paths relative to the root
-    cap = json.loads((out / "captions" / "cap.rc2.val.json").read_text())[0]
+    # the files a CIRR loader opens: cirr/captions records with the official keys, paths relative to the root
+    assert not (out / "captions").exists()
+    cap = json.loads((out / "cirr" / "captions" / "cap.rc2.val.json").read_text())[0]
     assert set(cap) == {"pairid", "reference", "target_hard", "target_soft", "caption", "img_set"}
     assert cap["reference"] in cap["img_set"]["members"] and cap["target_hard"] in cap["img_set"]["members"]
-    split_map = json.loads((out / "image_splits" / "split.rc2.val.json").read_text())
+    split_map = json.loads((out / "cirr" / "image_splits" / "split.rc2.val.json").read_text())
     assert all(p.startswith("./dev/") and (out / p).is_file() for p in split_map.values())
+    # the MTST authors' PTHA loader: cirr/captions/cirr_train_modifier_rev_long.json, one record a line
+    train_map = json.loads((out / "cirr" / "image_splits" / "split.rc2.train.json").read_text())
+    lines = (out / "cirr" / "captions" / "cirr_train_modifier_rev_long.json").read_text().splitlines()
+    rows = {(image_name(r["reference_id"]), image_name(r["target_id"])): r for r in kept_rows(dataset, "train")}
+    assert len(lines) == len(rows) == record["splits"]["train"]["reverse_texts"]
+    for rec in map(json.loads, lines):
+        assert rec["modifier_generated"] == rows[(rec["reference"], rec["target_hard"])]["reverse_text"]
+        assert (out / train_map[rec["reference"]]).is_file() and (out / train_map[rec["target_hard"]]).is_file()
 
 
 def test_fashioniq_export_round_trip(dataset, tmp_path):
@@ -80,7 +89,16 @@ def test_fashioniq_export_round_trip(dataset, tmp_path):
     check_round_trip(dataset, out, "fashioniq", {"train": "train", "val": "val", "test": "test"})
     cap = json.loads((out / "captions" / "cap.dress.train.json").read_text())[0]
     assert set(cap) == {"candidate", "target", "captions"} and len(cap["captions"]) == 2
-    assert (out / "images" / f"{cap['candidate']}.png").is_file()
+    # the official loaders open images/<name>.png for every name of image_splits
+    for split in ("train", "val", "test"):
+        names = json.loads((out / "image_splits" / f"split.dress.{split}.json").read_text())
+        assert all((out / "images" / f"{n}.png").is_file() for n in names)
+    assert {p.suffix for p in (out / "images").iterdir()} == {".png"}
+    # the MTST authors' PTHA loader: captions/cap_train_dress_rev.json, candidate / target with the extension
+    recs = [json.loads(x) for x in (out / "captions" / "cap_train_dress_rev.json").read_text().splitlines()]
+    assert len(recs) == record["splits"]["train"]["reverse_texts"] > 0
+    assert all((out / "images" / r["candidate"].replace("jpg", "png")).is_file() and r["modifier_generated"]
+               for r in recs)
 
 
 def test_export_refuses_a_non_empty_out_and_unknown_format(dataset, tmp_path):
@@ -109,3 +127,18 @@ def test_cli_export(dataset, tmp_path):
     assert "fashioniq" in res.output and (tmp_path / "e" / "captions" / "cap.cirforge.train.json").is_file()
     res = CliRunner().invoke(app, ["export", str(tmp_path / "nope"), "--format", "cirr", "--out", str(tmp_path / "f")])
     assert res.exit_code == 2 and "no manifest.json" in res.output
+
+
+def test_fashioniq_export_writes_jpeg_as_png_with_the_same_pixels():
+    import io
+
+    from PIL import Image
+
+    from pipeline.export import _image_file
+
+    buf = io.BytesIO()
+    Image.new("RGB", (20, 12), (200, 30, 90)).save(buf, "JPEG")
+    cell = {"bytes": buf.getvalue(), "path": None}
+    assert _image_file(cell)[1] == ".jpg"  # CIRR: the split map gives the path, bytes as they are
+    data, ext = _image_file(cell, png_only=True)
+    assert ext == ".png" and np.array_equal(pixels({"bytes": data, "path": None}), pixels(cell))
