@@ -304,6 +304,11 @@ def load_sections(config: Path | None):
             Path(data.get("cache_dir", "cache")))
 
 
+def _fail(msg: str) -> None:
+    print(f"error: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--labels", type=Path, required=True, help="JSONL, CSV or Parquet of labelled triplets")
@@ -317,14 +322,14 @@ def main(argv: list[str] | None = None) -> dict:
         emb_cfg, fcfg, ncfg, cache_dir = load_sections(a.config)
         rows = load_labelled(a.labels, a.dataset)
     except ConfigError as err:
-        sys.exit(f"error: {err}")
+        _fail(str(err))
     from pipeline.embedder import ClipEmbedder
 
     embedder = ClipEmbedder.from_config(emb_cfg, a.cache_dir or cache_dir)
     f = features(embed_rows(rows, embedder, fcfg.clip_direction.null_text), ncfg.near_duplicate)
     result = calibrate(rows, f, a.min_precision)
     if not any("thresholds" in p for p in result.values()):
-        sys.exit(f"error: nothing to calibrate: {json.dumps(result)}")
+        _fail(f"nothing to calibrate: {json.dumps(result)}")
     header = (f"cirforge: embedding-path thresholds from {a.labels} ({len(rows)} rows), embedder {embedder.id},\n"
               f"highest recall at precision >= {a.min_precision} on the sample:\n"
               + "\n".join(f"  {k}: {json.dumps({x: v for x, v in p.items() if x != 'thresholds'})}"

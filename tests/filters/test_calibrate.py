@@ -141,3 +141,13 @@ def test_command_writes_a_snippet_the_run_config_accepts(tmp_path, monkeypatch, 
     cfg = parse_config(yaml.safe_load(text))
     assert cfg.filters.clip_direction.min_score == res["label"]["thresholds"]["filters.clip_direction.min_score"]
     assert cfg.negatives.text_margin == res["neg_text_aligned_label"]["thresholds"]["negatives.text_margin"]
+
+
+def test_cirforge_filters_calibrate_reports_a_bad_file_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.job.cli import app
+
+    res = CliRunner().invoke(app, ["filters", "calibrate", "--labels", str(tmp_path / "none.jsonl"),
+                                   "--out", str(tmp_path / "t.yaml")])
+    assert res.exit_code == 2 and "error: labels file" in res.output and "not found" in res.output
