@@ -8,6 +8,8 @@ the filters and checks see only images and texts (as with photos). Run:
 """
 from __future__ import annotations
 
+import argparse
+import json
 import random
 import time
 from pathlib import Path
@@ -80,6 +82,7 @@ def make_labelled(n: int, seed: int = 0, bad_rate: float = 0.3, neg_bad_rate: fl
                                    _negatives(ref, tgt, good_texts[i], rng, neg_bad_rate, other)):
             if neg is not None:
                 row.update({f"neg_{part}_image": {"bytes": _png(neg, image_size), "path": None},
+                            f"neg_{part}_scene": neg.to_json(),  # the truth, for tests; never judged
                             f"neg_{part}_label": nk is not None, f"neg_{part}_kind": nk or "valid"})
     return rows
 
@@ -144,15 +147,16 @@ def judge(rows: list[dict], fcfg, ncfg) -> dict:
 
 def evaluate_embedding(n: int = 2000, seed: int = 0, bad_rate: float = 0.3, thresholds: Path | None = None,
                        config: Path | None = None, cache_dir: Path | None = None,
-                       sample: Path | None = None) -> dict:
-    """Figures with the config's thresholds (``before``) and, given a snippet, with it (``after``)."""
+                       sample: Path | None = None, learned_from: Path | None = None) -> dict:
+    """Figures with the config's thresholds (``before``), given a snippet with it (``after``), and
+    given a labelled Parquet sample with a logistic regression fitted on it (``learned``)."""
     from filters.calibrate import load_sections
     from pipeline.config_base import deep_merge, read_yaml, validate_section
     from pipeline.embedder import ClipEmbedder
 
     emb_cfg, fcfg, ncfg, cfg_cache = load_sections(config)
     t0 = time.perf_counter()
-    rows = make_labelled(n, seed, bad_rate, image_size=emb_cfg.tiny.image_size)
+    rows = make_labelled(n, seed, bad_rate, bad_rate, image_size=emb_cfg.tiny.image_size)
     if sample is not None:
         write_sample(rows, sample)
     t1 = time.perf_counter()
@@ -167,15 +171,46 @@ def evaluate_embedding(n: int = 2000, seed: int = 0, bad_rate: float = 0.3, thre
         n2 = validate_section(type(ncfg), deep_merge(ncfg.model_dump(mode="json"), snip.get("negatives") or {}),
                               f"{thresholds} (negatives)")
         res["after"] = judge(rows, f2, n2)
+    if learned_from is not None:
+        from filters.calibrate import load_labelled
+        from filters.learned import learned_rejects
+
+        train = embed_rows(load_labelled(learned_from), embedder, fcfg.clip_direction.null_text)
+        rej = learned_rejects(train, features(train, ncfg.near_duplicate), rows, features(rows, ncfg.near_duplicate))
+        res["learned"] = _parts(rows, rej)
     res.update(make_s=round(t1 - t0, 1), embed_s=round(t2 - t1, 1), judge_s=round(time.perf_counter() - t2, 1))
     return res
 
 
 def print_summary(res: dict, min_precision: float = 0.9, min_recall: float = 0.8) -> None:
     """One line per part and config: precision and recall against the embedding-path goal."""
-    for when in ("before", "after"):
+    for when in ("before", "after", "learned"):
         for part, r in (res.get(when) or {}).items():
             if part in LABELS:
                 ok = r["precision"] >= min_precision and r["recall"] >= min_recall
                 print(f"{when:>6} {part:<24} precision {r['precision']:.3f} recall {r['recall']:.3f} "
                       f"(goal >= {min_precision}, >= {min_recall}): {'PASS' if ok else 'FAIL'}")
+
+
+def main(argv: list[str] | None = None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rows", type=int, default=2000)
+    ap.add_argument("--bad-rate", type=float, default=0.3, help="share of rows given a bad text (negatives: the same "
+                                                                 "share of the good rows' negatives made invalid)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--config", type=Path, help="run config YAML: its embedder, cache_dir and thresholds")
+    ap.add_argument("--cache-dir", type=Path, help="where the tiny CLIP is cached (default: the config's)")
+    ap.add_argument("--thresholds", type=Path, help="also judge with this snippet (python -m filters.calibrate)")
+    ap.add_argument("--write-sample", type=Path, help="write the rows as a labelled Parquet sample to calibrate on")
+    ap.add_argument("--learned-from", type=Path, help="labelled Parquet sample: also judge with a logistic "
+                                                      "regression over the scores fitted on it")
+    a = ap.parse_args(argv)
+    res = evaluate_embedding(a.rows, a.seed, a.bad_rate, a.thresholds, a.config, a.cache_dir, a.write_sample,
+                             a.learned_from)
+    print(json.dumps(res, indent=1))
+    print_summary(res)
+    return res
+
+
+if __name__ == "__main__":
+    main()

@@ -10,9 +10,9 @@ import argparse
 import io
 import json
 import random
+import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 
 from filters.config import FiltersConfig
 from filters.specs import filter_stage_specs
@@ -154,25 +154,17 @@ def evaluate(n: int = 2000, bad_rate: float = 0.3, seed: int = 0, cfg: FiltersCo
 
 
 def main(argv: list[str] | None = None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else argv
+    if "--embedding-only" in argv:  # the photo path: tiny CLIP, scene graphs hidden, with negatives
+        from filters.embedding_eval import main as embedding_main
+
+        return embedding_main([a for a in argv if a != "--embedding-only"])
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="--embedding-only: see "
+                                 "python -m filters.embedding_eval --help")
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--bad-rate", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--embedding-only", action="store_true", help="the photo path: tiny CLIP, scene graphs hidden "
-                    "(filters/embedding_eval.py), with negatives")
-    ap.add_argument("--thresholds", type=Path, help="--embedding-only: also judge with this calibrated snippet")
-    ap.add_argument("--config", type=Path, help="--embedding-only: run config (embedder, cache_dir, thresholds)")
-    ap.add_argument("--cache-dir", type=Path, help="--embedding-only: where the tiny CLIP is cached")
-    ap.add_argument("--write-sample", type=Path, help="--embedding-only: also write the rows as a labelled "
-                    "Parquet sample for python -m filters.calibrate")
     a = ap.parse_args(argv)
-    if a.embedding_only:
-        from filters.embedding_eval import evaluate_embedding, print_summary
-
-        res = evaluate_embedding(a.rows, a.seed, a.bad_rate, a.thresholds, a.config, a.cache_dir, a.write_sample)
-        print(json.dumps(res, indent=1))
-        print_summary(res)
-        return res
     res = evaluate(a.rows, a.bad_rate, a.seed)
     print(json.dumps(res, indent=1))
     ok = res["precision"] >= 0.95 and res["recall"] >= 0.90
