@@ -4,7 +4,7 @@ A labelled set: ShapesWorld triplets (the rows of filters.evaluate_filters, rend
 CLIP's size) with injected bad texts, and, on rows whose text is good, a text-aligned and an
 image-aligned negative of which a known share is invalid. The truth comes from the scene graphs;
 the filters and checks see only images and texts (as with photos). Run:
-``python -m filters.evaluate_filters --embedding-only [--thresholds FILE]``.
+``python -m filters.embedding_eval [--thresholds FILE]``.
 """
 from __future__ import annotations
 

@@ -10,7 +10,6 @@ import argparse
 import io
 import json
 import random
-import sys
 import time
 from dataclasses import replace
 
@@ -154,13 +153,7 @@ def evaluate(n: int = 2000, bad_rate: float = 0.3, seed: int = 0, cfg: FiltersCo
 
 
 def main(argv: list[str] | None = None) -> dict:
-    argv = sys.argv[1:] if argv is None else argv
-    if "--embedding-only" in argv:  # the photo path: tiny CLIP, scene graphs hidden, with negatives
-        from filters.embedding_eval import main as embedding_main
-
-        return embedding_main([a for a in argv if a != "--embedding-only"])
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog="--embedding-only: see "
-                                 "python -m filters.embedding_eval --help")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--rows", type=int, default=2000)
     ap.add_argument("--bad-rate", type=float, default=0.3)
     ap.add_argument("--seed", type=int, default=0)
