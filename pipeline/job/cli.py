@@ -27,6 +27,9 @@ app = typer.Typer(
 world_app = typer.Typer(help="The embedded ShapesWorld: procedural scenes with known ground truth.",
                         no_args_is_help=True)
 app.add_typer(world_app, name="world")
+filters_app = typer.Typer(help="The quality filters: calibrate the embedding path from labelled triplets.",
+                          no_args_is_help=True)
+app.add_typer(filters_app, name="filters")
 
 app.add_typer(generator_app, name="generator")
 
@@ -239,6 +242,16 @@ def reproduce(ctx: typer.Context):
     from trainers.reproduce import main as reproduce_main
 
     raise typer.Exit(reproduce_main(list(ctx.args)) or 0)
+
+
+@filters_app.command("calibrate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def filters_calibrate(ctx: typer.Context):
+    """Thresholds of the embedding-path filters and negative checks from a labelled sample, written as a
+    config snippet. Options: --labels FILE, --dataset DIR, --config, --min-precision, --out
+    (see `python -m filters.calibrate --help` and docs/quality.md)."""
+    from filters.calibrate import main as calibrate_main
+
+    calibrate_main(list(ctx.args))
 
 
 @app.command("config-reference")

@@ -1,0 +1,153 @@
+"""Calibration of the embedding-path thresholds: it separates a small labelled set, reads the three
+label formats, writes a config snippet the run config accepts, and says what is wrong with a bad file."""
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import yaml
+
+from filters.calibrate import RULES, calibrate, choose, embed_rows, features, load_labelled, main, rejects, snippet
+from pipeline.config import ConfigError
+from tests.generators.test_negatives import PixelEmbedder, vec_image
+
+EMB = PixelEmbedder({"": [0.0, 0.0, 0.1], "add green": [0.0, 1.0, 0.1], "remove green": [0.0, -1.0, 0.1],
+                     "add blue": [0.0, 0.0, 1.0]})
+
+
+def row(i: int, good: bool, neg: list | None = None) -> dict:
+    """A photo row: red -> greener; a good text says so both ways, a bad one names blue."""
+    tgt = [1, 0.5 + 0.1 * (i % 5), 0]
+    text, rev = ("add green", "remove green") if good else ("add blue", "add blue")
+    return {"triplet_id": f"t{i}", "reference_image": vec_image([1, 0, 0]), "target_image": vec_image(tgt),
+            "modification_text": text, "reverse_text": rev, "neg_image_aligned_image": None,
+            "neg_text_aligned_image": None if neg is None else vec_image(neg)}
+
+
+def labelled(n: int = 24) -> list[dict]:
+    rows = []
+    for i in range(n):
+        good = i % 3 != 0
+        # text-aligned negatives for the good rows: greener than the reference (valid) or the reference (bad)
+        neg = None if not good else ([0.5, 1, 0.2] if i % 2 else [1, 0.02, 0.02])
+        rows.append({**row(i, good, neg), "label": not good,
+                     "neg_text_aligned_label": None if neg is None else not i % 2,
+                     "neg_image_aligned_label": None})
+    return rows
+
+
+def test_calibration_separates_a_small_labelled_set():
+    rows = labelled()
+    f = features(embed_rows(rows, EMB))
+    res = calibrate(rows, f, min_precision=0.9)
+    text, neg = res["label"], res["neg_text_aligned_label"]
+    assert (text["precision"], text["recall"]) == (1.0, 1.0) and text["bad"] == 8
+    assert (neg["precision"], neg["recall"]) == (1.0, 1.0)
+    assert "skipped" in res["neg_image_aligned_label"]  # no labels there: its thresholds stay
+    bad = np.array([r["label"] for r in rows])
+    assert (rejects(f, RULES["label"], list(text["thresholds"].values())) == bad).all()
+    tree = snippet(res)
+    assert set(tree) == {"filters", "negatives"} and "text_margin" in tree["negatives"]
+
+
+def test_choose_combines_rules_that_catch_different_bad_rows():
+    # feature a catches rows 0-1, feature b rows 2-3; each alone misses half
+    f = {"a": np.array([0.0, 0.1, 0.9, 0.9, 0.8, 0.9, 0.7, 0.8]), "b": np.array([0.9, 0.9, 0.1, 0.0, 0.8, 0.9, 0.7, 0.8])}
+    from filters.calibrate import Rule
+
+    rules = (Rule("a", "x.a", "min", -1.0), Rule("b", "x.b", "min", -1.0))
+    bad = np.array([1, 1, 1, 1, 0, 0, 0, 0], bool)
+    thr = choose(f, rules, bad, 0.9)
+    assert 0.1 < thr[0] < 0.7 and 0.1 < thr[1] < 0.7
+    assert (rejects(f, rules, thr) == bad).all()
+
+
+@pytest.fixture()
+def dataset(tmp_path):
+    """A dataset folder with a kept and a rejected shard (only the columns calibration reads)."""
+    rows = labelled(12)
+    root = tmp_path / "ds"
+    (root / "data" / "train").mkdir(parents=True)
+    (root / "rejected").mkdir()
+    (root / "manifest.json").write_text("{}")
+    cols = ("triplet_id", "reference_image", "target_image", "modification_text", "reverse_text",
+            "neg_text_aligned_image", "neg_image_aligned_image")
+    table = pa.Table.from_pylist([{c: r[c] for c in cols} for r in rows])
+    pq.write_table(table.slice(0, 8), root / "data" / "train" / "part-00000.parquet")
+    pq.write_table(table.slice(8), root / "rejected" / "part-00000.parquet")
+    return root, rows
+
+
+def word(v):
+    return None if v is None else ("bad" if v else "good")
+
+
+def test_labels_by_id_from_jsonl_and_csv_join_the_dataset(dataset, tmp_path):
+    root, rows = dataset
+    jl = tmp_path / "labels.jsonl"
+    jl.write_text("".join(json.dumps({"triplet_id": r["triplet_id"], "label": word(r["label"])}) + "\n" for r in rows))
+    got = load_labelled(jl, root)
+    assert [g["triplet_id"] for g in got] == [r["triplet_id"] for r in rows]
+    assert [g["label"] for g in got] == [r["label"] for r in rows] and got[-1]["reference_image"]["bytes"]
+    csv = tmp_path / "labels.csv"
+    csv.write_text("triplet_id,label,neg_text_aligned_label\n" + "".join(
+        f"{r['triplet_id']},{word(r['label'])},{word(r['neg_text_aligned_label']) or ''}\n" for r in rows))
+    got = load_labelled(csv, root)
+    assert [g["neg_text_aligned_label"] for g in got] == [r["neg_text_aligned_label"] for r in rows]
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"triplet_id": "t0", "label": "maybe"}\n', "a label is good or bad"),
+    ('{"triplet_id": "nope", "label": "bad"}\n', "not in"),
+    ('{"triplet_id": "t0", "quality": "bad"}\n', "no label column"),
+    ('{"triplet_id": "t0", "label": "bad"\n', "line 1: not a JSON object"),
+])
+def test_bad_labels_files_say_what_is_wrong(dataset, tmp_path, content, message):
+    root, _ = dataset
+    p = tmp_path / "labels.jsonl"
+    p.write_text(content)
+    with pytest.raises(ConfigError, match=message):
+        load_labelled(p, root)
+
+
+def test_ids_without_a_dataset_and_unknown_formats_are_errors(tmp_path):
+    p = tmp_path / "labels.jsonl"
+    p.write_text('{"triplet_id": "t0", "label": "bad"}\n')
+    with pytest.raises(ConfigError, match="pass --dataset"):
+        load_labelled(p)
+    txt = tmp_path / "labels.txt"
+    txt.write_text("t0 bad\n")
+    with pytest.raises(ConfigError, match=r"\.jsonl, \.csv or \.parquet"):
+        load_labelled(txt)
+
+
+def test_command_writes_a_snippet_the_run_config_accepts(tmp_path, monkeypatch, capsys):
+    from pipeline.embedder import ClipEmbedder
+    from pipeline.job.config import parse_config
+
+    monkeypatch.setattr(ClipEmbedder, "from_config", classmethod(lambda cls, cfg, cache: EMB))
+    EMB.id = "pixels"
+    rows = labelled()
+    sample = tmp_path / "sample.parquet"
+    pq.write_table(pa.Table.from_pylist([{**r, **{c: word(r[c]) for c in ("label", "neg_text_aligned_label",
+                                                                           "neg_image_aligned_label")}}
+                                         for r in rows]), sample)
+    out = tmp_path / "thresholds.yaml"
+    res = main(["--labels", str(sample), "--out", str(out)])
+    assert res["label"]["recall"] == 1.0
+    text = out.read_text()
+    assert text.startswith("# cirforge: embedding-path thresholds") and "--set filters." in capsys.readouterr().out
+    cfg = parse_config(yaml.safe_load(text))
+    assert cfg.filters.clip_direction.min_score == res["label"]["thresholds"]["filters.clip_direction.min_score"]
+    assert cfg.negatives.text_margin == res["neg_text_aligned_label"]["thresholds"]["negatives.text_margin"]
+
+
+def test_cirforge_filters_calibrate_reports_a_bad_file_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from pipeline.job.cli import app
+
+    res = CliRunner().invoke(app, ["filters", "calibrate", "--labels", str(tmp_path / "none.jsonl"),
+                                   "--out", str(tmp_path / "t.yaml")])
+    assert res.exit_code == 2 and "error: labels file" in res.output and "not found" in res.output
