@@ -63,7 +63,9 @@ def _side_edit(tgt, ref, rng: random.Random):
 def make_labelled(n: int, seed: int = 0, bad_rate: float = 0.3, neg_bad_rate: float = 0.3,
                   image_size: int = 64) -> list[dict]:
     """n labelled rows with images, texts, negatives, labels (True = bad) and the kind of each bad part."""
-    from filters.evaluate_filters import _png, inject, make_rows
+    from pipeline.shapesworld import render
+    from pipeline.shapesworld.sets.filters import inject, make_rows
+    from pipeline.sources.base import png_bytes
     from pipeline.shapesworld import Scene
 
     rows = make_rows(n, seed, image_size)
@@ -81,7 +83,7 @@ def make_labelled(n: int, seed: int = 0, bad_rate: float = 0.3, neg_bad_rate: fl
         for part, (neg, nk) in zip(("text_aligned", "image_aligned"),
                                    _negatives(ref, tgt, good_texts[i], rng, neg_bad_rate, other)):
             if neg is not None:
-                row.update({f"neg_{part}_image": {"bytes": _png(neg, image_size), "path": None},
+                row.update({f"neg_{part}_image": {"bytes": png_bytes(render(neg, image_size)), "path": None},
                             f"neg_{part}_scene": neg.to_json(),  # the truth, for tests; never judged
                             f"neg_{part}_label": nk is not None, f"neg_{part}_kind": nk or "valid"})
     return rows
