@@ -175,7 +175,9 @@ class Runtime:
             _quiet_ray_data()
         if isinstance(rows, UnitFeed):  # a task per unit makes its rows (reads its images) in the cluster
             ds = ray.data.from_items([{"unit": u} for u in rows.units], override_num_blocks=max(1, len(rows.units)))
-            ds = ds.flat_map(_UnitTask(rows.make))
+            # No CPU asked: reading a unit's images is light, and on a small machine the actor pools
+            # may hold every CPU, so a task that waited for one would never start (a deadlock).
+            ds = ds.flat_map(_UnitTask(rows.make), num_cpus=0)
         else:
             ds = ray.data.from_items(rows, override_num_blocks=max(1, len(rows) // self.batch_size))
         for spec in self.remote_specs:
