@@ -40,13 +40,13 @@ def test_summary_is_mean_and_sample_std_and_the_doc_block_is_replaced(tmp_path):
     table = markdown_table([s])
     assert "| seed set only | 2.0 ± 1.4 | 4.0 ± 2.8 | 1.0 ± 0.0 | 3.0 ± 0.0 | 0.500 ± 0.000 |" in table
     doc = tmp_path / "r.md"
-    doc.write_text(f"# t\n\nbefore\n{DOC_BEGIN}\nold\n{DOC_END}\nafter\n")
+    doc.write_text(f"# t\n\nbefore\n{DOC_BEGIN}\nstale-block\n{DOC_END}\nafter\n")
     results = {"date": "d", "seconds": 60.0, "data_seconds": 1.0, "load_before": (1.0, 0, 0), "load_after": (2.0, 0, 0),
                "machine": {"cores": 2, "cpu": "c", "python": "3"}, "summary": [s],
                "data": {"synthetic_train_rows": 1, "synthetic_rows_with_negatives": 1, "synthetic_generator": ["g"],
                         "seed_set_rows": 1, "benchmark_queries": 1, "benchmark_gallery": 2}}
     text = write_doc(results, doc, "cmd").read_text()
-    assert text.startswith("# t\n\nbefore\n") and text.endswith("after\n") and "old" not in text and table in text
+    assert text.startswith("# t\n\nbefore\n") and text.endswith("after\n") and "stale-block" not in text and table in text
 
 
 @pytest.mark.slow

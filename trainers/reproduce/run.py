@@ -5,6 +5,7 @@ its phases and evaluates the model on the benchmark, both cached under ``out_dir
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import time
@@ -12,17 +13,18 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from trainers.config import EvalConfig, TrainConfig
-from trainers.reproduce.config import ROWS, BenchmarkSpec, ReproduceConfig, RowSpec, cache_key
+from trainers.reproduce.config import ROWS, BenchmarkSpec, ReproduceConfig, RowSpec, cache_key, input_size
 from trainers.reproduce.sets import (data_facts, decoded, ensure_benchmark, ensure_seed_set, ensure_synthetic,
-                                     synthetic_run_config)
+                                     synthetic_rows, synthetic_run_config)
+from trainers.reproduce.claims import test_claims
 from trainers.reproduce.table import machine, summarize
 
 
 def _phase_configs(cfg: ReproduceConfig, row: RowSpec, seed: int, phase: str) -> list[TrainConfig]:
     """The TrainConfigs of one phase (DetailFusion: two stages per phase); out_dir set by the caller."""
     spec = cfg.pretrain if phase == "pretrain" else cfg.finetune
-    model = cfg.model.model_copy(update={"kind": row.kind, "image_size": cfg.image_size})
-    loss = {"p2p": cfg.p2p if row.p2p else 0.0, "fbcir": row.fbcir}
+    model = cfg.model.model_copy(update={"kind": row.kind, "image_size": input_size(cfg)})
+    loss = {"p2p": cfg.p2p if row.p2p else 0.0, "fbcir": row.fbcir, "t2t": cfg.t2t}
     if row.kind == "detailfusion":
         stages = ("df_di", "df_joint") if phase == "pretrain" else ("df_joint", "df_compositor")
         steps = (spec.steps // 2, spec.steps - spec.steps // 2)
@@ -30,7 +32,9 @@ def _phase_configs(cfg: ReproduceConfig, row: RowSpec, seed: int, phase: str) ->
         stages, steps = ("ptha",), (spec.steps,)
     return [TrainConfig.model_validate({
         "model": model.model_dump(), "loss": loss, "stage": stage, "seed": seed,
-        "data": {"batch_size": spec.batch_size}, "optim": {"lr": spec.lr, "max_steps": n, "weight_decay": 0.0},
+        "data": {"batch_size": spec.batch_size}, "optim": {"lr": spec.lr, "max_steps": n, "weight_decay": 0.0,
+                                                               "warmup_steps": min(spec.warmup_steps, n - 1),
+                                                               "schedule": spec.schedule},
         "checkpoint_every": 50, "progress": False, "num_threads": cfg.threads_per_worker, "device": "cpu",
     }) for stage, n in zip(stages, steps) if n > 0]
 
@@ -52,7 +56,8 @@ def _run_phase(tc: TrainConfig, data, data_key: str, init: tuple[Path, str] | No
         return out / "model", key
     tc = tc.model_copy(update={"out_dir": out, "init_from": init[0] if init else None})
     t0 = time.perf_counter()
-    result = pretrain(data, tc) if isinstance(data, Path) else finetune(data, tc)
+    data = data() if callable(data) else data  # the synthetic rows, decoded on first use
+    result = pretrain(data, tc) if isinstance(data, Path) else finetune(data, tc)  # rows: held in memory
     (out / DONE).write_text(json.dumps({"seconds": time.perf_counter() - t0, "final": result.history[-1]}))
     return result.model_dir, key
 
@@ -62,8 +67,9 @@ def train_row(cfg: ReproduceConfig, row: RowSpec, seed: int, synthetic_dir: Path
     """Pretrain (when the row does) then finetune; returns the final model folder and its key."""
     init = None
     if row.pretrain:
+        synthetic = functools.cache(lambda: synthetic_rows(synthetic_dir, input_size(cfg)))  # only if one trains
         for tc in _phase_configs(cfg, row, seed, "pretrain"):
-            init = _run_phase(tc, synthetic_dir, synthetic_key, init, cfg.out_dir)
+            init = _run_phase(tc, synthetic, synthetic_key, init, cfg.out_dir)
     for tc in _phase_configs(cfg, row, seed, "finetune"):
         init = _run_phase(tc, seed_rows, seed_key, init, cfg.out_dir)
     return init
@@ -94,7 +100,7 @@ def _job(args) -> dict:
     torch.set_num_threads(cfg.threads_per_worker)
     row = ROWS[row_i]
     t0 = time.perf_counter()
-    seed_rows = decoded(read_rows(Path(seed_path)), cfg.image_size)
+    seed_rows = decoded(read_rows(Path(seed_path)), input_size(cfg))
     model_dir, key = train_row(cfg, row, seed, Path(synthetic_dir), seed_rows, synthetic_key,
                                Path(seed_path).stem)
     eval_path = model_dir.parent / f"eval-{Path(bench_path).stem}-{cache_key(cfg.benchmark.model_dump())}.json"
@@ -114,13 +120,13 @@ def reproduce(cfg: ReproduceConfig = ReproduceConfig()) -> dict:
     t0 = time.perf_counter()
     load0 = os.getloadavg()
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
-    synthetic_dir = ensure_synthetic(cfg)
+    synthetic = {o: ensure_synthetic(cfg, oracle=o) for o in (False, True)}
     seed_path = ensure_seed_set(cfg)
-    bench_path = ensure_benchmark(cfg, seed_path, synthetic_dir)
+    bench_path = ensure_benchmark(cfg, seed_path, [synthetic[False], synthetic[True]])
     t_data = time.perf_counter() - t0
-    synthetic_key = synthetic_run_config(cfg).config_hash()
-    jobs = [(cfg.model_dump_json(), i, s, str(synthetic_dir), str(seed_path), str(bench_path), synthetic_key)
-            for i in range(len(ROWS)) for s in cfg.train_seeds]
+    keys = {o: synthetic_run_config(cfg, oracle=o).config_hash() for o in (False, True)}
+    jobs = [(cfg.model_dump_json(), i, s, str(synthetic[ROWS[i].oracle]), str(seed_path), str(bench_path),
+             keys[ROWS[i].oracle]) for i in range(len(ROWS)) for s in cfg.train_seeds]
     # DetailFusion rows are the longest: start them first so the workers finish together.
     jobs.sort(key=lambda j: ROWS[j[1]].kind != "detailfusion")
     if cfg.workers > 1:
@@ -133,12 +139,14 @@ def reproduce(cfg: ReproduceConfig = ReproduceConfig()) -> dict:
         results = [_job(j) for j in jobs]
     results.sort(key=lambda r: ([row.name for row in ROWS].index(r["row"]), r["seed"]))
     summary = summarize(results)
+    claims = test_claims(results)
     out = {
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "seconds": time.perf_counter() - t0, "data_seconds": t_data,
         "load_before": load0, "load_after": os.getloadavg(), "machine": machine(),
-        "data": data_facts(synthetic_dir, seed_path, bench_path),
-        "config": json.loads(cfg.model_dump_json()), "summary": summary, "runs": results,
+        "data": data_facts(synthetic[False], seed_path, bench_path, synthetic[True]),
+        "config": json.loads(cfg.model_dump_json()), "summary": summary, "claims": claims,
+        "runs": results,
     }
     (cfg.out_dir / "results.json").write_text(json.dumps(out, indent=1))
     return out
