@@ -129,3 +129,20 @@ def data_facts(synthetic_dir: Path, seed_path: Path, bench_path: Path, oracle_di
         "benchmark_queries": len(bench),
         "benchmark_gallery": len({r["reference_id"] for r in bench} | {r["target_id"] for r in bench}),
     }
+
+
+def caption_rows(cfg: ReproduceConfig, size: int) -> list[dict]:
+    """The caption stage's rows: one rendered scene as reference and target, its caption as the text."""
+    from PIL import Image
+
+    from pipeline.shapesworld.sets.mtst import shapesworld_captions
+    from trainers.data import image_to_tensor
+
+    c = cfg.captions
+    images, captions = shapesworld_captions(c.images, seed=c.seed, image_size=cfg.image_size)
+    rows = []
+    for i, (arr, text) in enumerate(zip(images, captions)):
+        pixels = image_to_tensor(Image.fromarray(arr), size)
+        rows.append({"triplet_id": f"caption-{i}", "reference_id": f"caption-{i}", "target_id": f"caption-{i}",
+                     "reference_image": pixels, "target_image": pixels, "modification_text": text})
+    return rows
