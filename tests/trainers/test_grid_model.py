@@ -31,7 +31,6 @@ def test_region_queries_read_only_their_cell():
     bias = model.branch.windows  # (9 queries, CLS + 9 patches): 0 where read, -inf-like elsewhere
     assert bias.shape == (9, 10) and (bias[:, 0] == 0).all()
     assert ((bias[:, 1:] == 0) == torch.eye(9, dtype=torch.bool)).all()
-    # a change in cell 0 moves query 0's first-layer view only: the window keeps the others blind to it
     with pytest.raises(ValueError):
         _model(**{**GRID, "num_query_tokens": 4})
 

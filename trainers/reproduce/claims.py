@@ -23,7 +23,7 @@ class Claim:
 CLAIMS = (
     Claim("synthetic pretraining (generator texts) beats the seed set alone (MTST)", "seed set only",
           "+ synthetic pretraining", "R@1"),
-    Claim("generator texts vs annotator texts (oracle gap)", "+ synthetic pretraining",
+    Claim("oracle gap: annotator texts beat the generator's", "+ synthetic pretraining",
           "+ synthetic pretraining (annotator texts)", "R@1"),
     Claim("the reverse-text term L_p2p raises R@1 (PTHA)", "+ synthetic pretraining", "+ PTHA reverse", "R@1"),
     Claim("FBCIR negatives raise hard-case R@1 without lowering R@1", "+ PTHA reverse", "+ FBCIR negatives",
