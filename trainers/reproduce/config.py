@@ -102,6 +102,8 @@ class ReproduceConfig(Section):
     p2p: float = Field(0.5, gt=0, description="alpha of L_p2p in the PTHA rows")
     t2t: float = Field(0.0, ge=0, description="weight of the text term (L_t2t) in the pair phases (the text alone "
                                               "cannot name a target: it lowered R@1 here; the caption stage uses it)")
+    rows_on_oracle: bool = Field(False, description="pretrain every pretraining row on the annotator-text shards "
+                                 "(the PTHA, FBCIR and DetailFusion claims where the pretraining texts are exact)")
     workers: int = Field(2, ge=1, description="trainings run in parallel processes")
     threads_per_worker: int = Field(1, ge=1, description="torch threads per process (1 is fastest for tiny models)")
 

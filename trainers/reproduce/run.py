@@ -189,8 +189,9 @@ def reproduce(cfg: ReproduceConfig = ReproduceConfig()) -> dict:
     t_data = time.perf_counter() - t0
     keys = {o: synthetic_run_config(cfg, oracle=o).config_hash() for o in (False, True)}
     both = (str(synthetic[False]), str(synthetic[True]))
-    jobs = [(cfg.model_dump_json(), i, s, str(synthetic[ROWS[i].oracle]), str(seed_path), str(bench_path),
-             keys[ROWS[i].oracle], both) for i in range(len(ROWS)) for s in cfg.train_seeds]
+    on = [row.oracle or cfg.rows_on_oracle for row in ROWS]
+    jobs = [(cfg.model_dump_json(), i, s, str(synthetic[on[i]]), str(seed_path), str(bench_path),
+             keys[on[i]], both) for i in range(len(ROWS)) for s in cfg.train_seeds]
     # DetailFusion rows are the longest: start them first so the workers finish together.
     jobs.sort(key=lambda j: ROWS[j[1]].kind != "detailfusion")
     if cfg.workers > 1:
