@@ -29,6 +29,29 @@ class TinyConfig(Section):
     # BERT's 0.02 suits wide layers; at 16-32 wide it leaves every image's query tokens nearly equal.
     init_std: float = Field(0.1, gt=0, description="weight init std of the random vision tower and Q-Former")
     dropout: float = Field(0.0, ge=0, lt=1, description="Q-Former / vision dropout (noise swamps a 16-wide model)")
+    conv_stem: int = Field(
+        0, ge=0, description="tiny only: channels of a 2-layer conv stem (stride 2, 2) pooled to the patch grid "
+                             "in place of the linear patch embedding; 0: BLIP-2's linear patches"
+    )
+    region_scores: bool = Field(
+        False, description="score by all query tokens at once: an image is its Q projected tokens concatenated, a "
+                           "query the Q query outputs of the fused pass (each region read with the text); "
+                           "False: SPRC's text [CLS] against the best-matching target token"
+    )
+    query_grid: int | None = Field(
+        None, ge=1, description="region queries (as the MTST generator's): g x g queries, query i reads only the "
+                                "patches of grid region i (plus CLS); needs num_query_tokens = g * g. None: all patches"
+    )
+
+
+# The tiny model that learns ShapesWorld (docs/reproduction.md, "what was tried"): one 21 px patch per
+# grid cell (a 64 px input drops its last pixel row and column), a conv stem in place of the linear patch
+# embedding, 9 region queries (query i reads cell i) and region scores (an image is its 9 projected query
+# tokens side by side; SPRC's single [CLS]-vs-best-token score left R@1 at 1-2 %). The reproduction table
+# and the nightly retrain use it; ``TinyConfig()`` keeps the first tiny model.
+SHAPESWORLD_TINY = TinyConfig(patch_size=21, vision_hidden=64, vision_layers=2, qformer_hidden=64, heads=4,
+                              num_query_tokens=9, embed_dim=32, query_grid=3, conv_stem=32, region_scores=True,
+                              max_text_len=48)
 
 
 class ModelConfig(Section):

@@ -54,7 +54,7 @@ def load_tokenizer(cfg: ModelConfig):
 def tiny_blip2_config(cfg: ModelConfig, vocab_size: int, pad_token_id: int = 0) -> Blip2Config:
     """A small BLIP-2 config: the real architecture with tiny widths."""
     t = cfg.tiny
-    return Blip2Config(
+    config = Blip2Config(
         vision_config=dict(
             hidden_size=t.vision_hidden, intermediate_size=2 * t.vision_hidden, num_hidden_layers=t.vision_layers,
             num_attention_heads=t.heads, image_size=cfg.image_size, patch_size=t.patch_size,
@@ -73,6 +73,46 @@ def tiny_blip2_config(cfg: ModelConfig, vocab_size: int, pad_token_id: int = 0) 
         num_query_tokens=t.num_query_tokens,
         image_text_hidden_size=t.embed_dim,
     )
+    if t.query_grid is not None:  # an extra config key: saved with the model, read by QFormerBranch
+        config.query_grid = t.query_grid
+    if t.region_scores:
+        config.region_scores = True
+    if t.conv_stem:  # likewise, read by install_stem
+        config.conv_stem = t.conv_stem
+    return config
+
+
+class ConvStem(nn.Module):
+    """Two stride-2 3x3 convolutions, pooled to the patch grid and projected to the vision width.
+
+    Stands in for the ViT's linear patch embedding (same output: (B, width, side, side)), so the rest of
+    the BLIP-2 vision tower is unchanged. A ViT learns shapes from scratch slowly on a few thousand
+    images; local filters see edges and corners at once (the ShapesWorld cells are 21 px)."""
+
+    def __init__(self, channels: int, width: int, side: int):
+        super().__init__()
+        self.convs = nn.Sequential(
+            nn.Conv2d(3, channels, 3, stride=2, padding=1), nn.GELU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.GELU(),
+        )
+        self.pool = nn.AdaptiveAvgPool2d(side)
+        self.proj = nn.Conv2d(channels, width, 1)
+
+    @property
+    def weight(self) -> torch.Tensor:  # Blip2VisionEmbeddings reads the patch embedding's dtype from it
+        return self.proj.weight
+
+    def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        return self.proj(self.pool(self.convs(pixel_values)))
+
+
+def install_stem(hf: Blip2ForImageTextRetrieval) -> Blip2ForImageTextRetrieval:
+    """Replace the patch embedding by a ``ConvStem`` when the config asks for one (tiny models)."""
+    channels = getattr(hf.config, "conv_stem", 0)
+    if channels:
+        v = hf.config.vision_config
+        hf.vision_model.embeddings.patch_embedding = ConvStem(channels, v.hidden_size, v.image_size // v.patch_size)
+    return hf
 
 
 def _init_query_tokens(hf: Blip2ForImageTextRetrieval) -> None:
@@ -155,7 +195,7 @@ def create_model(cfg: ModelConfig, tokenizer=None, seed: int = 0) -> nn.Module:
     if tokenizer is None:
         raise ValueError("a tiny model needs its tokenizer (for the vocabulary size): pass tokenizer=")
     torch.manual_seed(seed)
-    hf = Blip2ForImageTextRetrieval(tiny_blip2_config(cfg, len(tokenizer), tokenizer.pad_token_id or 0))
+    hf = install_stem(Blip2ForImageTextRetrieval(tiny_blip2_config(cfg, len(tokenizer), tokenizer.pad_token_id or 0)))
     _init_query_tokens(hf)
     return _wrap(hf, cfg)
 
@@ -197,7 +237,7 @@ def load_model(folder: str | Path) -> nn.Module:
     if "clip_config" in meta:
         model = _clip_model(CLIPModel(CLIPConfig.from_dict(meta["clip_config"])), cfg)
     else:
-        model = _wrap(Blip2ForImageTextRetrieval(Blip2Config.from_dict(meta["blip2_config"])), cfg)
+        model = _wrap(install_stem(Blip2ForImageTextRetrieval(Blip2Config.from_dict(meta["blip2_config"]))), cfg)
     model.load_state_dict(load_file(str(folder / MODEL_FILE)), strict=True)
     if (folder / "tokenizer_config.json").exists():
         model.tokenizer = load_saved_tokenizer(folder)

@@ -17,25 +17,29 @@ from pydantic import Field, model_validator
 
 from pipeline.config_base import Section, load_section
 from pipeline.seeding import derive_seed
-from trainers.config import EvalConfig, TrainConfig
+from trainers.config import SHAPESWORLD_TINY, EvalConfig, TrainConfig
 from trainers.registry import PROMOTE_ON, Registry
 
 
 class ShapesWorldBenchmarkConfig(Section):
     """The registry's own ShapesWorld benchmark (built once, then fixed across nights)."""
 
-    references: int = Field(60, ge=1)
+    references: int = Field(100, ge=1, description="as the reproduction table's benchmark (400 queries, 500 images)")
     targets_per_reference: int = Field(4, ge=1)
     seed: int = Field(9000, description="a seed no generation uses")
     image_size: int = Field(64, ge=16)
 
 
 class NightlyConfig(Section):
-    """What the nightly trains and how it judges; defaults: tiny model, ShapesWorld benchmark."""
+    """What the nightly trains and how it judges; defaults: the reproduction table's tiny model and schedule
+    (``SHAPESWORLD_TINY``), judged on the table's ShapesWorld benchmark."""
 
     registry: Path | None = Field(None, description="registry folder; default <out_dir of the run>/registry")
     pretrain: TrainConfig = Field(
-        TrainConfig.model_validate({"stage": "ptha", "optim": {"max_steps": 200, "lr": 1e-3, "weight_decay": 0.0},
+        TrainConfig.model_validate({"stage": "ptha", "model": {"tiny": SHAPESWORLD_TINY.model_dump()},
+                                    "loss": {"t2t": 0.0},
+                                    "optim": {"max_steps": 300, "lr": 5e-4, "weight_decay": 0.0, "warmup_steps": 30,
+                                              "schedule": "cosine"},
                                     "data": {"batch_size": 32}, "progress": False}),
         description="training on tonight's shards (out_dir and init_from are set by the nightly)")
     finetune: TrainConfig | None = Field(None, description="then finetune on finetune_dir (e.g. the annotated seed set)")

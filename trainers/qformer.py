@@ -30,6 +30,18 @@ class QFormerBranch(nn.Module):
         # Learned in log space (CLIP's logit_scale): an Adam step then changes tau by a ratio, not by
         # an absolute amount that would drive 0.07 to the clamp in a few dozen high-lr steps.
         self.log_temp = nn.Parameter(torch.tensor(math.log(temperature)))
+        # Region queries (tiny models; ``query_grid`` saved in the BLIP-2 config): not a weight, so a
+        # checkpoint without it loads unchanged and reads every patch.
+        grid = getattr(hf.config, "query_grid", None)
+        self.register_buffer("windows", region_bias(hf.config, grid), persistent=False)
+        # Region scores: a whole scene is compared region by region, not by its single best token.
+        self.regions = bool(getattr(hf.config, "region_scores", False))
+
+    def _image_mask(self, image_embeds: torch.Tensor) -> torch.Tensor:
+        """Every patch (B,P) ones, or the region queries' additive (B,1,Q,P) mask."""
+        if self.windows is None:
+            return _ones(image_embeds)
+        return self.windows.to(image_embeds.dtype)[None, None].expand(image_embeds.shape[0], 1, -1, -1)
 
     @property
     def temp(self) -> torch.Tensor:
@@ -45,8 +57,10 @@ class QFormerBranch(nn.Module):
         out = self.qformer(
             query_embeds=queries,
             encoder_hidden_states=image_embeds,
-            encoder_attention_mask=_ones(image_embeds),
+            encoder_attention_mask=self._image_mask(image_embeds),
         ).last_hidden_state
+        if self.regions:  # (B,1,Q*E): one token, the regions' projections side by side
+            return F.normalize(self.vision_projection(out).flatten(1), dim=-1).unsqueeze(1)
         return F.normalize(self.vision_projection(out), dim=-1)
 
     def fuse(
@@ -61,8 +75,11 @@ class QFormerBranch(nn.Module):
             query_length=queries.shape[1],
             attention_mask=mask,
             encoder_hidden_states=image_embeds,
-            encoder_attention_mask=_ones(image_embeds),
+            encoder_attention_mask=self._image_mask(image_embeds),
         ).last_hidden_state
+        if self.regions:  # each region query has read its cell of the reference and the whole text
+            fused = F.normalize(self.vision_projection(hidden[:, : queries.shape[1]]).flatten(1), dim=-1)
+            return fused, hidden, mask
         # The text [CLS] sits right after the query tokens (SPRC / LAVIS blip2_cir).
         fused = F.normalize(self.text_projection(hidden[:, queries.shape[1], :]), dim=-1)
         return fused, hidden, mask
@@ -72,11 +89,29 @@ class QFormerBranch(nn.Module):
         hidden = self.qformer(
             query_embeds=self.embeddings(input_ids=input_ids), query_length=0, attention_mask=attention_mask
         ).last_hidden_state
-        return F.normalize(self.text_projection(hidden[:, 0, :]), dim=-1)
+        text = self.text_projection(hidden[:, 0, :])
+        if self.regions:  # the same text feature for every region: scored against the regions' sum
+            text = text.repeat(1, self.num_query_tokens)
+        return F.normalize(text, dim=-1)
 
 
 def _ones(x: torch.Tensor) -> torch.Tensor:
     return torch.ones(x.shape[:2], dtype=torch.long, device=x.device)
+
+
+def region_bias(config, grid: int | None) -> torch.Tensor | None:
+    """Additive (Q, 1 + patches) cross-attention bias of region queries, or None (every query reads all).
+
+    The MTST generator's finding (docs/mtst.md): queries that read every patch pool a ShapesWorld scene
+    and blur which cell holds what; with g x g queries each reading its own region (plus CLS), query i
+    is region i. The windows are the generator's own (``generators.mtst.model.query_windows``).
+    """
+    if grid is None:
+        return None
+    from generators.mtst.model import query_windows
+
+    allowed = query_windows(config, grid)
+    return torch.zeros(allowed.shape).masked_fill(~allowed, torch.finfo(torch.float32).min)
 
 
 class VisionTower(nn.Module):

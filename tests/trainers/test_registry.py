@@ -14,12 +14,12 @@ from trainers.steps import judge
 
 
 def test_decide_promotes_when_nothing_regresses():
-    assert decide({"hard_R@1": 50, "R@5": 80}, None).promote
-    assert decide({"hard_R@1": 50, "R@5": 80}, {"hard_R@1": 50, "R@5": 80}).promote  # equal holds
-    d = decide({"hard_R@1": 60, "R@5": 79.9}, {"hard_R@1": 50, "R@5": 80})
+    assert decide({"R@1": 10, "hard_R@1": 50, "R@5": 80}, None).promote
+    assert decide({"R@1": 10, "hard_R@1": 50, "R@5": 80}, {"R@1": 10, "hard_R@1": 50, "R@5": 80}).promote  # equal holds
+    d = decide({"R@1": 10, "hard_R@1": 60, "R@5": 79.9}, {"R@1": 10, "hard_R@1": 50, "R@5": 80})
     assert not d.promote and "R@5: 79.90 vs current 80.00 (regresses)" in d.reasons
-    assert decide({"hard_R@1": 60, "R@5": 79.5}, {"hard_R@1": 50, "R@5": 80}, tolerance=0.5).promote
-    assert not decide({"hard_R@1": float("nan"), "R@5": 90}, {"hard_R@1": 0, "R@5": 80}).promote
+    assert decide({"R@1": 10, "hard_R@1": 60, "R@5": 79.5}, {"R@1": 10, "hard_R@1": 50, "R@5": 80}, tolerance=0.5).promote
+    assert not decide({"R@1": 10, "hard_R@1": float("nan"), "R@5": 90}, {"R@1": 10, "hard_R@1": 0, "R@5": 80}).promote
     with pytest.raises(KeyError, match="hard_R@1"):
         decide({"R@5": 1}, {"R@5": 1})
 

@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 from pipeline.config_base import parse_overrides
+from trainers.reproduce.claims import claims_markdown
 from trainers.reproduce.config import load_reproduce_config
 from trainers.reproduce.run import reproduce
 from trainers.reproduce.table import markdown_table, write_doc
@@ -33,6 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(str(err))
     results = reproduce(cfg)
     print(markdown_table(results["summary"]))
+    print("\n" + claims_markdown(results["claims"]))
     print(f"\n{results['seconds'] / 60:.1f} min; results in {cfg.out_dir / 'results.json'}")
     if args.doc:
         command = "python -m trainers.reproduce " + " ".join(sys.argv[1:] if argv is None else argv)
