@@ -7,7 +7,9 @@ and both models are scored on the same held-out pairs (``generators.mtst.evaluat
 keep the native order (the CIRR reader sorts triplets by name), so both runs see the same batches.
 Attribute renaming is off on both: it re-renders scenes, which a CIRR folder does not have.
 
-    python benchmarks/mtst_import_parity.py --out /tmp/parity [--n-triplets 4000 --epochs 8 --only cirr ...]
+    python benchmarks/mtst_import_parity.py --out /tmp/parity/native --only native [--n-triplets 4000 --epochs 8 ...] &
+    python benchmarks/mtst_import_parity.py --out /tmp/parity/cirr --only cirr [the same options]
+    python benchmarks/mtst_import_parity.py --out /tmp/parity --compare
 """
 from __future__ import annotations
 
@@ -50,7 +52,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-pairs", type=int, default=300)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--only", choices=("native", "cirr"), help="run one path (two processes can run side by side)")
+    ap.add_argument("--compare", action="store_true", help="compare the two paths' results under --out (after "
+                    "both ran): accuracies and the loss curves step by step, into parity.json")
     a = ap.parse_args(argv)
+    if a.compare:
+        out = compare(a.out / "native" / "parity-native.json", a.out / "cirr" / "parity-cirr.json")
+        (a.out / "parity.json").write_text(json.dumps(out, indent=1))
+        print(json.dumps(out, indent=1))
+        return
     base = {"data": {"n_triplets": a.n_triplets},
             "train": {"epochs": a.epochs, "caption_steps": a.caption_steps, "permute_attributes": 0.0,
                       "num_threads": a.threads, "progress": False, "cache_dir": str(a.out / "cache")},
@@ -66,10 +75,30 @@ def main(argv: list[str] | None = None) -> None:
         if a.only not in (None, name):
             continue
         r = evaluate_mtst(cfg)
-        result[name] = {k: r[k] for k in ("forward_accuracy", "reverse_accuracy", "train_seconds", "n_pairs")}
+        result[name] = {k: r[k] for k in ("forward_accuracy", "reverse_accuracy", "train_seconds", "n_pairs",
+                                          "model_dir")}
         print(name, json.dumps(result[name]), flush=True)
     (a.out / f"parity-{a.only or 'both'}.json").write_text(json.dumps({"args": {k: str(v) for k, v in vars(a).items()}, **result},
                                                   indent=1))
+
+
+def compare(native_json: Path, cirr_json: Path) -> dict:
+    """The two paths side by side: accuracies and how far apart their loss curves are, step by step
+    (the same pixels in the same batches give the same curve; a difference says where the paths part)."""
+    runs = {}
+    for name, path in (("native", native_json), ("cirr", cirr_json)):
+        res = json.loads(path.read_text())[name]
+        loss = json.loads((Path(res["model_dir"]).parent / "loss.json").read_text())["loss"]
+        runs[name] = {**res, "loss": loss}
+    a, b = runs["native"]["loss"], runs["cirr"]["loss"]
+    diffs = [abs(x - y) for x, y in zip(a, b)]
+    first = next((i for i, d in enumerate(diffs) if d > 0), None)
+    return {"native": {k: v for k, v in runs["native"].items() if k != "loss"},
+            "cirr": {k: v for k, v in runs["cirr"].items() if k != "loss"},
+            "steps": [len(a), len(b)], "max_abs_loss_difference": max(diffs, default=0.0),
+            "first_step_that_differs": first,
+            "forward_difference": runs["cirr"]["forward_accuracy"] - runs["native"]["forward_accuracy"],
+            "reverse_difference": runs["cirr"]["reverse_accuracy"] - runs["native"]["reverse_accuracy"]}
 
 
 if __name__ == "__main__":
