@@ -120,8 +120,12 @@ def test_the_training_hash_changes_with_what_changes_the_weights_only():
                                                          {"permute_attributes": 0.5}, {"lr": 1e-3})}
     assert len(others) == 5 and h not in others
     # at 0 the option hashes as before it existed: the model of the defaults before it (and before 13
-    # epochs) is found in the cache
-    assert MTSTConfig(train={"permute_attributes": 0, "epochs": 16}).train_hash() == "28ce7a211cfb7529"
+    # epochs, 28,000 triplets and the short instruction) is found in the cache
+    from generators.mtst.prompt import INSTRUCTION
+
+    old = MTSTConfig(model={"instruction": INSTRUCTION}, data={"n_triplets": 4000},
+                     train={"permute_attributes": 0, "epochs": 16})
+    assert old.train_hash() == "28ce7a211cfb7529"
 
 
 def test_permute_attributes_trains_on_renamed_pairs_deterministically_and_resumes(tmp_path):
