@@ -150,3 +150,22 @@ def test_permute_attributes_trains_on_renamed_pairs_deterministically_and_resume
     off = train_mtst(_config(tmp_path / "noise-off", permute_attributes=0.0), noise)
     assert on.losses == off.losses
     assert "purple" not in MTSTGenerator.from_pretrained(on.model_dir).tokenizer.get_vocab()
+
+
+def test_a_shapesworld_seed_set_trains_the_same_through_the_cirr_layout(tmp_path):
+    """The import loses nothing: the seed set written as a CIRR folder (benchmarks/mtst_import_parity.py,
+    reverse texts in the authors' file) trains to the same losses and the same weights as natively."""
+    from benchmarks.mtst_import_parity import write_as_cirr
+    from pipeline.shapesworld.sets.mtst import shapesworld_seed_set
+
+    shapes = shapesworld_seed_set(16, seed=0, image_size=32, max_edits=2)
+    root = write_as_cirr(shapes, tmp_path / "cirr_dataset")
+    native = train_mtst(_config(tmp_path / "native", permute_attributes=0.0), shapes)
+    cfg = _config(tmp_path / "cirr", permute_attributes=0.0).model_copy(
+        update={"data": MTSTConfig().data.model_copy(update={"kind": "cirr", "path": root, "read_reverse": True})})
+    via_cirr = train_mtst(cfg)
+    seed = via_cirr.info["seed_set"]
+    assert seed["kind"] == "cirr" and seed["triplets"] == 16 and seed["reverse_texts"] == 16
+    assert via_cirr.losses == native.losses
+    wa, wb = _weights(native.model_dir), _weights(via_cirr.model_dir)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
