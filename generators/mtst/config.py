@@ -139,7 +139,7 @@ class MTSTTrainConfig(Section):
     """Fitting the generator: LM loss on text tokens only, AdamW, checkpoints, cache by config hash."""
 
     seed: int = 0
-    epochs: float = Field(1.857, gt=0, description="passes over the seed set (1.857 x 28,000 / 32 = 1,625 steps)")
+    epochs: float = Field(1.6, gt=0, description="passes over the seed set (1.6 x 28,000 / 32 = 1,400 steps)")
     batch_size: int = Field(32, ge=1)
     lr: float = Field(5e-4, gt=0, description="also the caption stage's; the post-LN Q-Former stalls at 2e-3")
     min_lr_ratio: float = Field(0.05, ge=0, le=1, description="cosine decay ends at lr * this")
