@@ -24,7 +24,7 @@ class SourceOptions(Section):
 
 
 class TinyClipConfig(Section):
-    """The embedded default: a tiny CLIP trained from scratch on ShapesWorld (image vs caption)."""
+    """The embedded default: a tiny CLIP trained from scratch on ShapesWorld (image vs caption, edit text vs image change)."""
 
     image_size: int = Field(64, ge=16, description="input side; ShapesWorld is rendered at this size")
     patch_size: int = Field(8, ge=2)
@@ -35,6 +35,8 @@ class TinyClipConfig(Section):
     families: int = Field(800, ge=10, description="ShapesWorld families to train on (x 5 images each)")
     steps: int = Field(400, ge=1, description="optimizer steps")
     batch_size: int = Field(128, ge=8)
+    edit_batch: int = Field(64, ge=0, description="family pairs per step for the edit losses (modification text "
+                                                   "vs image change); 0: captions only")
     lr: float = Field(2e-3, gt=0)
     seed: int = 0
 
