@@ -25,7 +25,7 @@ from pipeline.config_mining import EmbedderConfig, TinyClipConfig
 
 log = logging.getLogger(__name__)
 
-TINY_FORMAT = "tiny-clip-v2"  # bump when training code changes what a config produces
+TINY_FORMAT = "tiny-clip-v3"  # bump when training code changes what a config produces
 SPECIAL = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # EOS must not be id 2: CLIP treats 2 as legacy argmax pooling
 
 
@@ -124,9 +124,12 @@ def _world_rows(cfg: TinyClipConfig, families: int, seed_name: str) -> list[dict
     return [{**r, "image": world.image(r["scene"])} for r in world.pool()]
 
 
-def edit_pairs(rows: list[dict], seed: int) -> list[tuple[int, int, str, str]]:
-    """(reference index, target index, annotator text, annotator reverse text) for every two
-    members of a pool family (1 or 2 edits apart), oriented and phrased by a seeded draw."""
+def edit_pairs(rows: list[dict], seed: int) -> list[tuple[int, int, str, str, str]]:
+    """(reference index, target index, annotator text, annotator reverse text, hard negative text)
+    for every two members of a pool family (1 or 2 edits apart), oriented and phrased by a seeded
+    draw. The hard negative is a text for the same reference with one edit changed (another value,
+    or the change on another object), else another random edit of the reference; it never turns
+    the reference into the target."""
     import random
     from itertools import combinations
 
@@ -144,9 +147,25 @@ def edit_pairs(rows: list[dict], seed: int) -> list[tuple[int, int, str, str]]:
                 a, b = b, a
             fwd = annotate(rows[a]["scene"], rows[b]["scene"], rng)
             rev = annotate(rows[b]["scene"], rows[a]["scene"], rng)
-            if fwd and rev:
-                out.append((a, b, fwd, rev))
+            hard = _hard_negative_text(rows[a]["scene"], rows[b]["scene"], rng)
+            if fwd and rev and hard:
+                out.append((a, b, fwd, rev, hard))
     return out
+
+
+def _hard_negative_text(ref, tgt, rng) -> str | None:
+    from pipeline.shapesworld import apply_edit, apply_text, describe_edits, diff, random_edit
+    from pipeline.shapesworld.sets.filters import wrong_edit
+
+    for kind in rng.sample(("wrong_attribute", "wrong_object", "other_edit"), 3):
+        try:
+            edits = [random_edit(ref, rng)] if kind == "other_edit" else wrong_edit(kind, ref, diff(ref, tgt), rng)
+            text = None if edits is None else describe_edits(ref, edits, rng)
+        except (ValueError, AttributeError, IndexError):
+            continue  # the altered edit does not apply to this scene
+        if text and apply_text(text, ref) != tgt and (kind != "other_edit" or apply_edit(ref, edits[0]) != tgt):
+            return text
+    return None
 
 
 def text_vocabulary() -> set[str]:
@@ -206,28 +225,33 @@ def _features(out) -> torch.Tensor:
     return F.normalize(out.pooler_output if hasattr(out, "pooler_output") else out, dim=-1)
 
 
-def _info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric contrastive loss: row i of ``a`` belongs with row i of ``b`` (both L2-normalized)."""
+def _info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, a_extra: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric contrastive loss: row i of ``a`` belongs with row i of ``b`` (all L2-normalized);
+    rows of ``a_extra`` are further negatives for every row of ``b``."""
     logits = scale * a @ b.T
     target = torch.arange(len(a))
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    cols = logits.T if a_extra is None else torch.cat([logits.T, scale * b @ a_extra.T], dim=1)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(cols, target)) / 2
 
 
 def edit_losses(text_fwd: torch.Tensor, text_rev: torch.Tensor, text_null: torch.Tensor, ref: torch.Tensor,
-                tgt: torch.Tensor, scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+                tgt: torch.Tensor, scale: torch.Tensor,
+                text_hard: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The two edit objectives over a batch of pairs (all inputs L2-normalized embeddings).
 
     direction: E_T(text) - E_T(null) against E_I(tgt) - E_I(ref), and the reverse text against the
     opposite change (the quantity the direction and round-trip filters score); composed: E_T(text)
     itself against the change (what text-image consistency and the negatives' margins read:
-    cos(x, text) - cos(ref, text) is text . (x - ref)). In-batch negatives: the other pairs (the
-    same family's other edits of the same images) and, for each text, the same pair's opposite change.
+    cos(x, text) - cos(ref, text) is text . (x - ref)). Negatives: the other pairs (the same
+    family's other edits of the same images), for each text the same pair's opposite change, and
+    for each change the hard negative texts (``text_hard``, the same reference with another edit).
     """
     change = F.normalize(tgt - ref, dim=-1)
     changes = torch.cat([change, -change])
     texts = torch.cat([text_fwd, text_rev])
-    direction = _info_nce(F.normalize(texts - text_null, dim=-1), changes, scale)
-    return direction, _info_nce(texts, changes, scale)
+    hard_dir = None if text_hard is None else F.normalize(text_hard - text_null, dim=-1)
+    direction = _info_nce(F.normalize(texts - text_null, dim=-1), changes, scale, hard_dir)
+    return direction, _info_nce(texts, changes, scale, text_hard)
 
 
 def _edit_batch(pairs, by_family: list[list[int]], n_pairs: int, gen: torch.Generator) -> list[int]:
@@ -267,12 +291,13 @@ def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
     enc = tokenizer(captions, padding=True, return_tensors="pt")
     pairs = edit_pairs(rows, cfg.seed) if cfg.edit_batch else []
     by_family: dict[str, list[int]] = {}
-    for k, (a, _, _, _) in enumerate(pairs):
+    for k, (a, *_) in enumerate(pairs):
         by_family.setdefault(rows[a]["label"], []).append(k)
     families = list(by_family.values())
     if pairs:
         fwd = tokenizer([p[2] for p in pairs], padding=True, return_tensors="pt")
         rev = tokenizer([p[3] for p in pairs], padding=True, return_tensors="pt")
+        hard = tokenizer([p[4] for p in pairs], padding=True, return_tensors="pt")
         null = tokenizer([""], return_tensors="pt")
     # 2. AdamW, linear warm-up then cosine decay
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1)
@@ -309,7 +334,7 @@ def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
             b = torch.tensor(batch, dtype=torch.long)
             losses["direction"], losses["composed"] = edit_losses(
                 texts(fwd, b), texts(rev, b), texts(null, torch.zeros(1, dtype=torch.long)),
-                edit_img[:, 0], edit_img[:, 1], scale)
+                edit_img[:, 0], edit_img[:, 1], scale, texts(hard, b))
         loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -350,13 +375,15 @@ def evaluate_retrieval(embedder: ClipEmbedder, cfg: TinyClipConfig, families: in
 
 def evaluate_edits(embedder: ClipEmbedder, cfg: TinyClipConfig, families: int = 100) -> dict:
     """On held-out family pairs: how often the text's direction score beats its reverse text's
-    (``direction_vs_reverse``) and a random other pair's text (``direction_vs_other``)."""
+    (``direction_vs_reverse``), a random other pair's text (``direction_vs_other``) and its hard
+    negative text (``direction_vs_hard``)."""
     rows = _world_rows(cfg, families, "tiny-clip-heldout")
     pairs = edit_pairs(rows, cfg.seed)
     img = embedder.embed_images([r["image"] for r in rows])
-    t = embedder.embed_texts([p[2] for p in pairs] + [p[3] for p in pairs] + [""])
-    fwd, rev = t[:len(pairs)] - t[-1], t[len(pairs):-1] - t[-1]
-    change = np.stack([img[b] - img[a] for a, b, _, _ in pairs])
+    n = len(pairs)
+    t = embedder.embed_texts([p[k] for k in (2, 3, 4) for p in pairs]) - embedder.embed_texts([""])
+    fwd, rev, hard = t[:n], t[n:2 * n], t[2 * n:3 * n]
+    change = np.stack([img[b] - img[a] for a, b, *_ in pairs])
 
     def cos(x, y):
         return (x * y).sum(1) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), 1e-12)
@@ -364,7 +391,8 @@ def evaluate_edits(embedder: ClipEmbedder, cfg: TinyClipConfig, families: int = 
     good = cos(change, fwd)
     other = np.roll(fwd, len(pairs) // 2, axis=0)
     return {"heldout_edit_pairs": len(pairs), "direction_vs_reverse": round(float((good > cos(change, rev)).mean()), 4),
-            "direction_vs_other": round(float((good > cos(change, other)).mean()), 4)}
+            "direction_vs_other": round(float((good > cos(change, other)).mean()), 4),
+            "direction_vs_hard": round(float((good > cos(change, hard)).mean()), 4)}
 
 
 def embedder_from_dict(config: dict | None = None, cache_dir: str | Path = "cache") -> ClipEmbedder:

@@ -122,10 +122,11 @@ def test_edit_pairs_come_from_the_training_families_and_read_back_exactly():
     rows = emb_mod._world_rows(TINY, 12, "tiny-clip-train")
     pairs = emb_mod.edit_pairs(rows, seed=0)
     assert len(pairs) >= 12 * 5 and pairs == emb_mod.edit_pairs(rows, seed=0)
-    for a, b, fwd, rev in pairs:
+    for a, b, fwd, rev, hard in pairs:
         assert rows[a]["label"] == rows[b]["label"]
         assert apply_text(fwd, rows[a]["scene"]) == rows[b]["scene"]
         assert apply_text(rev, rows[b]["scene"]) == rows[a]["scene"]
+        assert apply_text(hard, rows[a]["scene"]) != rows[b]["scene"]
 
 
 def test_the_training_pairs_are_disjoint_from_the_filter_evaluation_rows():
@@ -135,7 +136,7 @@ def test_the_training_pairs_are_disjoint_from_the_filter_evaluation_rows():
     from pipeline.shapesworld.sets.filters import make_rows
 
     rows = emb_mod._world_rows(TinyClipConfig(image_size=16), 200, "tiny-clip-train")
-    train = {frozenset((rows[a]["scene"], rows[b]["scene"])) for a, b, _, _ in emb_mod.edit_pairs(rows, 0)}
+    train = {frozenset((rows[a]["scene"], rows[b]["scene"])) for a, b, *_ in emb_mod.edit_pairs(rows, 0)}
     for seed in (0, 1):
         held = {frozenset((Scene.from_json(r["reference_scene"]), Scene.from_json(r["target_scene"])))
                 for r in make_rows(300, seed, image_size=16)}
