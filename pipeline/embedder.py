@@ -25,7 +25,7 @@ from pipeline.config_mining import EmbedderConfig, TinyClipConfig
 
 log = logging.getLogger(__name__)
 
-TINY_FORMAT = "tiny-clip-v3"  # bump when training code changes what a config produces
+TINY_FORMAT = "tiny-clip-v4"  # bump when training code changes what a config produces
 SPECIAL = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # EOS must not be id 2: CLIP treats 2 as legacy argmax pooling
 
 
@@ -325,12 +325,14 @@ def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
         idx = order[pos:pos + cfg.batch_size]
         pos += cfg.batch_size
         batch = _edit_batch(pairs, families, cfg.edit_batch, gen) if pairs else []
-        images = torch.tensor([pairs[k][j] for k in batch for j in (0, 1)], dtype=torch.long)
+        # a family's images recur across its pairs: each image of the step goes through the tower once
+        images, where = torch.unique(torch.tensor([pairs[k][:2] for k in batch], dtype=torch.long).view(-1, 2),
+                                     return_inverse=True)
         img = _features(model.get_image_features(pixel_values=pix[torch.cat([idx, images])]))
         scale = model.logit_scale.exp()
         losses = {"caption": _info_nce(img[:len(idx)], texts(enc, idx), scale)}
         if batch:
-            edit_img = img[len(idx):].view(len(batch), 2, -1)
+            edit_img = img[len(idx):][where]
             b = torch.tensor(batch, dtype=torch.long)
             losses["direction"], losses["composed"] = edit_losses(
                 texts(fwd, b), texts(rev, b), texts(null, torch.zeros(1, dtype=torch.long)),
