@@ -184,3 +184,23 @@ def test_the_calibrated_rules_reject_exactly_what_the_photo_checks_reject(overri
                          for r in rows])
         got = rejects(f, RULES[part], config_thresholds(cfg, part))
         assert 0 < want.sum() < len(rows) and (got == want).all(), part
+
+
+def test_the_shipped_tiny_clip_thresholds_are_a_valid_config_snippet():
+    """configs/embedding-thresholds-tiny-clip.yaml (docs/quality.md) merges into the run config's
+    filters and negatives sections."""
+    from pathlib import Path
+
+    from filters.config import FiltersConfig
+    from generators.negatives.config import NegativesConfig
+    from pipeline.config_base import deep_merge, read_yaml, validate_section
+
+    path = Path(__file__).parents[2] / "configs" / "embedding-thresholds-tiny-clip.yaml"
+    snip = read_yaml(path, "thresholds")
+    assert set(snip) == {"filters", "negatives"}
+    f = validate_section(FiltersConfig, deep_merge(FiltersConfig().model_dump(mode="json"), snip["filters"]), "f")
+    n = validate_section(NegativesConfig, deep_merge(NegativesConfig().model_dump(mode="json"), snip["negatives"]), "n")
+    keys = {r.key for rules in RULES.values() for r in rules}
+    assert {f"negatives.{k}" for k in snip["negatives"]} | {f"filters.{a}.{b}" for a, v in snip["filters"].items()
+                                                            for b in v} == keys
+    assert n.text_aligned_reference_slack == snip["negatives"]["text_aligned_reference_slack"] and f is not None
