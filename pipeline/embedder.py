@@ -1,8 +1,9 @@
 """CLIP image and text embeddings, loaded through ``CLIPModel.from_pretrained`` (id or folder).
 
-The embedded default is a tiny CLIP trained from scratch on ShapesWorld on CPU in a few minutes:
-image vs caption, and modification texts vs image changes (``train_tiny_clip``); saved with ``save_pretrained`` (safetensors, a ``tokenizers`` WordLevel
-tokenizer, the CLIP image processor) and cached by config hash: a rerun loads it.
+The embedded default is a tiny CLIP trained from scratch on ShapesWorld on CPU in a few minutes
+(image vs caption, and modification texts vs image changes: ``train_tiny_clip``), saved with
+``save_pretrained`` (safetensors, a ``tokenizers`` WordLevel tokenizer, the CLIP image processor)
+and cached by config hash: a rerun loads it.
 """
 from __future__ import annotations
 
@@ -254,7 +255,10 @@ def edit_losses(text_fwd: torch.Tensor, text_rev: torch.Tensor, text_null: torch
     return direction, _info_nce(texts, changes, scale, text_hard)
 
 
-def _edit_batch(pairs, by_family: list[list[int]], n_pairs: int, gen: torch.Generator) -> list[int]:
+EDIT_PAIRS_PER_FAMILY = 4  # hard in-batch negatives: other changes between the same family's images
+
+
+def _edit_batch(by_family: list[list[int]], n_pairs: int, gen: torch.Generator) -> list[int]:
     """Pair indices for one step: EDIT_PAIRS_PER_FAMILY pairs from each of n_pairs / that many families."""
     fams = torch.randperm(len(by_family), generator=gen)[:max(1, n_pairs // EDIT_PAIRS_PER_FAMILY)]
     out = []
@@ -263,9 +267,6 @@ def _edit_batch(pairs, by_family: list[list[int]], n_pairs: int, gen: torch.Gene
         pick = torch.randperm(len(members), generator=gen)[:EDIT_PAIRS_PER_FAMILY]
         out += [members[k] for k in pick.tolist()]
     return out
-
-
-EDIT_PAIRS_PER_FAMILY = 4  # hard in-batch negatives: other changes between the same family's images
 
 
 def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
@@ -324,7 +325,7 @@ def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
             order, pos = torch.randperm(len(captions), generator=gen), 0
         idx = order[pos:pos + cfg.batch_size]
         pos += cfg.batch_size
-        batch = _edit_batch(pairs, families, cfg.edit_batch, gen) if pairs else []
+        batch = _edit_batch(families, cfg.edit_batch, gen) if pairs else []
         # a family's images recur across its pairs: each image of the step goes through the tower once
         images, where = torch.unique(torch.tensor([pairs[k][:2] for k in batch], dtype=torch.long).view(-1, 2),
                                      return_inverse=True)
