@@ -80,6 +80,5 @@ def test_the_trained_tiny_clip_reads_edits_on_held_out_rows(tmp_path):
     good = direction([r["modification_text"] for r in rows])
     swapped = direction([r["reverse_text"] for r in rows])
     other = direction([rows[(i + 60) % 120]["modification_text"] for i in range(120)])
-    print("ranked", (good > swapped).mean(), (good > other).mean())
     assert (good > swapped).mean() >= 0.7 and (good > other).mean() >= 0.6, ((good > swapped).mean(),
                                                                             (good > other).mean())
