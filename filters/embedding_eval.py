@@ -155,7 +155,7 @@ def evaluate_embedding(n: int = 2000, seed: int = 0, bad_rate: float = 0.3, thre
 
     emb_cfg, fcfg, ncfg, cfg_cache = load_sections(config)
     t0 = time.perf_counter()
-    rows = make_labelled(n, seed, bad_rate, bad_rate, image_size=emb_cfg.tiny.image_size)
+    rows = make_labelled(n, seed, bad_rate, bad_rate, image_size=emb_cfg.tiny.render_size)
     if sample is not None:
         write_sample(rows, sample)
     t1 = time.perf_counter()

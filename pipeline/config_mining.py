@@ -26,8 +26,10 @@ class SourceOptions(Section):
 class TinyClipConfig(Section):
     """The embedded default: a tiny CLIP trained from scratch on ShapesWorld (image vs caption, edit text vs image change)."""
 
-    image_size: int = Field(64, ge=16, description="input side; ShapesWorld is rendered at this size")
-    patch_size: int = Field(8, ge=2)
+    image_size: int = Field(63, ge=16, description="the vision tower's input side (the image processor resizes to it); "
+                                                   "63 with 21 px patches: one patch per cell of ShapesWorld's 3x3 grid")
+    patch_size: int = Field(21, ge=2)
+    render_size: int = Field(64, ge=8, description="side ShapesWorld's training (and measurement) images are rendered at")
     hidden_size: int = Field(96, ge=16, description="width of both towers")
     layers: int = Field(2, ge=1, description="transformer layers per tower")
     heads: int = Field(4, ge=1)

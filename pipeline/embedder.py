@@ -26,7 +26,7 @@ from pipeline.config_mining import EmbedderConfig, TinyClipConfig
 
 log = logging.getLogger(__name__)
 
-TINY_FORMAT = "tiny-clip-v4"  # bump when training code changes what a config produces
+TINY_FORMAT = "tiny-clip-v5"  # bump when training code changes what a config produces
 SPECIAL = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # EOS must not be id 2: CLIP treats 2 as legacy argmax pooling
 
 
@@ -120,7 +120,7 @@ def _world_rows(cfg: TinyClipConfig, families: int, seed_name: str) -> list[dict
     from pipeline.seeding import derive_seed
     from pipeline.shapesworld import ShapesWorld
 
-    world = ShapesWorld(image_size=cfg.image_size, families=families, variants_per_family=4, max_objects=4,
+    world = ShapesWorld(image_size=cfg.render_size, families=families, variants_per_family=4, max_objects=4,
                         seed=derive_seed(cfg.seed, seed_name))
     return [{**r, "image": world.image(r["scene"])} for r in world.pool()]
 

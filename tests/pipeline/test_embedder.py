@@ -12,7 +12,7 @@ from pipeline.mining import mine
 from pipeline.sources import ShapesWorldSource, decode_image
 
 # Small enough to train in seconds; the default config is the one worth using.
-TINY = TinyClipConfig(image_size=32, patch_size=8, hidden_size=32, layers=1, heads=2, projection_dim=16,
+TINY = TinyClipConfig(image_size=32, patch_size=8, render_size=32, hidden_size=32, layers=1, heads=2, projection_dim=16,
                       families=20, steps=15, batch_size=32)
 
 
@@ -136,7 +136,7 @@ def test_the_training_pairs_are_another_seed_than_the_filter_evaluation_rows():
     from pipeline.shapesworld import Scene
     from pipeline.shapesworld.sets.filters import make_rows
 
-    rows = emb_mod._world_rows(TinyClipConfig(image_size=16), 200, "tiny-clip-train")
+    rows = emb_mod._world_rows(TinyClipConfig(render_size=16), 200, "tiny-clip-train")
     train = {frozenset((rows[a]["scene"], rows[b]["scene"])) for a, b, *_ in emb_mod.edit_pairs(rows, 0)}
     for seed in (0, 1):
         held = [frozenset((Scene.from_json(r["reference_scene"]), Scene.from_json(r["target_scene"])))
