@@ -48,10 +48,28 @@ RULES: dict[str, tuple[Rule, ...]] = {
               Rule("clip_direction", "filters.clip_direction.min_score", "min", -1.0),
               Rule("image_similarity", "filters.image_similarity.low", "min", -1.0),
               Rule("image_similarity", "filters.image_similarity.high", "max", 1.0)),
-    "neg_text_aligned_label": (Rule("neg_text_aligned_margin", "negatives.text_margin", "min", -2.0),),
-    "neg_image_aligned_label": (Rule("neg_image_aligned_margin", "negatives.image_margin", "min", -2.0),
-                                Rule("neg_image_aligned_ref_sim", "negatives.min_reference_similarity", "min", -1.0)),
+    "neg_text_aligned_label": (
+        Rule("neg_text_aligned_margin", "negatives.text_margin", "min", -2.0),
+        Rule("neg_text_aligned_tgt_sim", "negatives.text_aligned_max_target_similarity", "max", 1.01),
+        Rule("neg_text_aligned_ref_excess", "negatives.text_aligned_reference_slack", "max", 3.0)),
+    "neg_image_aligned_label": (
+        Rule("neg_image_aligned_margin", "negatives.image_margin", "min", -2.0),
+        Rule("neg_image_aligned_ref_sim", "negatives.min_reference_similarity", "min", -1.0),
+        Rule("neg_image_aligned_ref_sim", "negatives.image_aligned_max_reference_similarity", "max", 1.01),
+        Rule("neg_image_aligned_tgt_sim", "negatives.image_aligned_max_target_similarity", "max", 1.01)),
 }
+
+
+def config_thresholds(ncfg, part: str) -> list[float]:
+    """A NegativesConfig's thresholds in ``RULES[part]`` order: the rules then reject what the
+    photo checks (generators/negatives/photo.py) reject (a margin is kept strictly above its threshold)."""
+    from generators.negatives.photo import Cuts
+
+    c = Cuts.of(ncfg)
+    if part == "neg_text_aligned_label":
+        return [float(np.nextafter(ncfg.text_margin, np.inf)), c.text_target_duplicate, c.reference_slack]
+    return [float(np.nextafter(ncfg.image_margin, np.inf)), ncfg.min_reference_similarity,
+            c.image_reference_duplicate, c.image_target_duplicate]
 
 
 # -- 1. the labelled rows -------------------------------------------------------------------
@@ -160,9 +178,10 @@ def embed_rows(rows: list[dict], embedder: Any, null_text: str = "", batch_size:
     return out
 
 
-def features(rows: list[dict], near_duplicate: float = 0.97) -> dict[str, np.ndarray]:
-    """Per row: the four embedding filters' scores, the negatives' margins, and the negatives' fixed
-    checks (same image as the target/reference) as 1 = fails; NaN where a row has no input."""
+def features(rows: list[dict]) -> dict[str, np.ndarray]:
+    """Per row: the four embedding filters' scores, and what the negatives' photo checks read (the
+    margins, the negative's cos to the reference and the target, its cos to the reference minus the
+    pair's); NaN where a row has no input."""
     from filters.clip_direction import ClipDirectionFilter
     from filters.image_similarity import ImageSimilarityFilter
     from filters.roundtrip import RoundtripFilter
@@ -178,8 +197,8 @@ def features(rows: list[dict], near_duplicate: float = 0.97) -> dict[str, np.nda
         batch = cls()(batch)
     names = ["roundtrip", "text_image_consistency", "clip_direction", "image_similarity"]
     f = {k: np.array([s.get(k, np.nan) for s in batch["scores"]], np.float64) for k in names}
-    for k in ("neg_text_aligned_margin", "neg_text_aligned_fixed", "neg_image_aligned_margin",
-              "neg_image_aligned_ref_sim", "neg_image_aligned_fixed"):
+    for k in ("neg_text_aligned_margin", "neg_text_aligned_tgt_sim", "neg_text_aligned_ref_excess",
+              "neg_image_aligned_margin", "neg_image_aligned_ref_sim", "neg_image_aligned_tgt_sim"):
         f[k] = np.full(n, np.nan)
     for i, r in enumerate(rows):
         if r.get("emb_reference") is None or r.get("emb_text") is None:
@@ -188,22 +207,20 @@ def features(rows: list[dict], near_duplicate: float = 0.97) -> dict[str, np.nda
         if r.get("emb_neg_text_aligned") is not None:
             e = photo.normalize(r["emb_neg_text_aligned"])
             f["neg_text_aligned_margin"][i] = photo.text_aligned_margin(e, a)
-            f["neg_text_aligned_fixed"][i] = photo.check_text_aligned(e, a, -np.inf, near_duplicate) is not None
+            f["neg_text_aligned_tgt_sim"][i] = float(e @ a.tgt)
+            f["neg_text_aligned_ref_excess"][i] = float(e @ a.ref) - a.ref_tgt
         if r.get("emb_neg_image_aligned") is not None:
             e = photo.normalize(r["emb_neg_image_aligned"])
             f["neg_image_aligned_margin"][i] = photo.image_aligned_margin(e, a)
             f["neg_image_aligned_ref_sim"][i] = float(e @ a.ref)
-            f["neg_image_aligned_fixed"][i] = photo.check_image_aligned(e, a, -np.inf, -np.inf,
-                                                                        near_duplicate) is not None
+            f["neg_image_aligned_tgt_sim"][i] = float(e @ a.tgt)
     return f
 
 
 # -- 3. thresholds ------------------------------------------------------------------------------
-def rejects(f: dict[str, np.ndarray], rules: tuple[Rule, ...], thresholds: list[float],
-            fixed: np.ndarray | None = None) -> np.ndarray:
+def rejects(f: dict[str, np.ndarray], rules: tuple[Rule, ...], thresholds: list[float]) -> np.ndarray:
     """Which rows the rules reject (a row a rule cannot score passes that rule)."""
-    n = len(next(iter(f.values())))
-    out = np.zeros(n, bool) if fixed is None else np.nan_to_num(fixed) > 0
+    out = np.zeros(len(next(iter(f.values()))), bool)
     for rule, t in zip(rules, thresholds):
         x = f[rule.feature]
         with np.errstate(invalid="ignore"):
@@ -224,11 +241,11 @@ def _candidates(x: np.ndarray, cap: int = 96) -> np.ndarray:
 
 
 def choose(f: dict[str, np.ndarray], rules: tuple[Rule, ...], bad: np.ndarray, min_precision: float,
-           fixed: np.ndarray | None = None, rounds: int = 4) -> list[float]:
+           rounds: int = 4) -> list[float]:
     """Coordinate ascent from every rule off: the highest recall at precision >= min_precision on
     the sample (else the best F1), ties to the higher precision."""
     def objective(thr):
-        p, r = precision_recall(rejects(f, rules, thr, fixed), bad)
+        p, r = precision_recall(rejects(f, rules, thr), bad)
         return (1, r, p) if p >= min_precision else (0, 2 * p * r / (p + r) if p + r else 0.0, p)
 
     thr = [r.off for r in rules]
@@ -258,9 +275,8 @@ def calibrate(rows: list[dict], f: dict[str, np.ndarray], min_precision: float =
                                     f"(at least {MIN_PER_CLASS} of each are needed)"}
             continue
         sub = {k: v[idx] for k, v in f.items()}
-        fixed = sub.get(part.replace("_label", "_fixed"))
-        thr = choose(sub, rules, bad, min_precision, fixed)
-        p, r = precision_recall(rejects(sub, rules, thr, fixed), bad)
+        thr = choose(sub, rules, bad, min_precision)
+        p, r = precision_recall(rejects(sub, rules, thr), bad)
         out[part] = {"labelled": len(idx), "bad": int(bad.sum()), "precision": round(p, 4), "recall": round(r, 4),
                      "min_precision_met": p >= min_precision,  # else the best F1 the rules reach on the sample
                      "thresholds": {rule.key: t for rule, t in zip(rules, thr)}}
@@ -319,14 +335,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--out", type=Path, required=True, help="YAML config snippet to write")
     a = ap.parse_args(argv)
     try:
-        emb_cfg, fcfg, ncfg, cache_dir = load_sections(a.config)
+        emb_cfg, fcfg, _, cache_dir = load_sections(a.config)
         rows = load_labelled(a.labels, a.dataset)
     except ConfigError as err:
         _fail(str(err))
     from pipeline.embedder import ClipEmbedder
 
     embedder = ClipEmbedder.from_config(emb_cfg, a.cache_dir or cache_dir)
-    f = features(embed_rows(rows, embedder, fcfg.clip_direction.null_text), ncfg.near_duplicate)
+    f = features(embed_rows(rows, embedder, fcfg.clip_direction.null_text))
     result = calibrate(rows, f, a.min_precision)
     if not any("thresholds" in p for p in result.values()):
         _fail(f"nothing to calibrate: {json.dumps(result)}")

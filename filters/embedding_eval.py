@@ -125,7 +125,7 @@ def _parts(rows: list[dict], rejected: dict[str, np.ndarray]) -> dict:
 def judge(rows: list[dict], fcfg, ncfg) -> dict:
     """Run the filter chain (scene graphs hidden) and the negatives stage's photo checks over
     embedded rows with these configs; figures per part and per kind."""
-    from filters.calibrate import RULES
+    from filters.calibrate import RULES, config_thresholds
     from filters.evaluate_filters import run_filters
 
     hidden = [{**r, "reference_scene": None, "target_scene": None, "scores": {}} for r in rows]
@@ -133,13 +133,10 @@ def judge(rows: list[dict], fcfg, ncfg) -> dict:
                   "reference_scene", "target_scene", "emb_reference", "emb_target", "emb_text",
                   "emb_text_direction", "emb_reverse_direction")
     out = run_filters([{k: r[k] for k in chain_cols} for r in hidden], fcfg)
-    f = features(rows, ncfg.near_duplicate)
+    f = features(rows)
     rej = {"label": np.array([bool(r[REJECT_COLUMN]) for r in out])}
-    for part, margin in (("neg_text_aligned_label", [ncfg.text_margin]),
-                         ("neg_image_aligned_label", [ncfg.image_margin, ncfg.min_reference_similarity])):
-        # the photo checks keep a margin strictly above the threshold
-        thr = [np.nextafter(margin[0], np.inf), *margin[1:]]
-        rej[part] = rejects(f, RULES[part], thr, f[part.replace("_label", "_fixed")])
+    for part in ("neg_text_aligned_label", "neg_image_aligned_label"):
+        rej[part] = rejects(f, RULES[part], config_thresholds(ncfg, part))
     reasons: dict[str, int] = {}
     for r in out:
         for why in r[REJECT_COLUMN]:
@@ -158,7 +155,7 @@ def evaluate_embedding(n: int = 2000, seed: int = 0, bad_rate: float = 0.3, thre
 
     emb_cfg, fcfg, ncfg, cfg_cache = load_sections(config)
     t0 = time.perf_counter()
-    rows = make_labelled(n, seed, bad_rate, bad_rate, image_size=emb_cfg.tiny.image_size)
+    rows = make_labelled(n, seed, bad_rate, bad_rate, image_size=emb_cfg.tiny.render_size)
     if sample is not None:
         write_sample(rows, sample)
     t1 = time.perf_counter()
@@ -178,7 +175,7 @@ def evaluate_embedding(n: int = 2000, seed: int = 0, bad_rate: float = 0.3, thre
         from filters.learned import learned_rejects
 
         train = embed_rows(load_labelled(learned_from), embedder, fcfg.clip_direction.null_text)
-        rej = learned_rejects(train, features(train, ncfg.near_duplicate), rows, features(rows, ncfg.near_duplicate))
+        rej = learned_rejects(train, features(train), rows, features(rows))
         res["learned"] = _parts(rows, rej)
     res.update(make_s=round(t1 - t0, 1), embed_s=round(t2 - t1, 1), judge_s=round(time.perf_counter() - t2, 1))
     return res

@@ -10,9 +10,10 @@ import numpy as np
 from filters.calibrate import RULES, Rule, choose, rejects
 
 FEATURES = {"label": ("roundtrip", "text_image_consistency", "clip_direction", "image_similarity"),
-            "neg_text_aligned_label": ("neg_text_aligned_margin", "neg_text_aligned_fixed"),
+            "neg_text_aligned_label": ("neg_text_aligned_margin", "neg_text_aligned_tgt_sim",
+                                       "neg_text_aligned_ref_excess"),
             "neg_image_aligned_label": ("neg_image_aligned_margin", "neg_image_aligned_ref_sim",
-                                        "neg_image_aligned_fixed")}
+                                        "neg_image_aligned_tgt_sim")}
 P_BAD = Rule("p_bad", "learned", "max", 1.01)
 
 

@@ -24,17 +24,21 @@ class SourceOptions(Section):
 
 
 class TinyClipConfig(Section):
-    """The embedded default: a tiny CLIP trained from scratch on ShapesWorld (image vs caption)."""
+    """The embedded default: a tiny CLIP trained from scratch on ShapesWorld (image vs caption, edit text vs image change)."""
 
-    image_size: int = Field(64, ge=16, description="input side; ShapesWorld is rendered at this size")
-    patch_size: int = Field(8, ge=2)
+    image_size: int = Field(63, ge=16, description="the vision tower's input side (the image processor resizes to it); "
+                                                   "63 with 21 px patches: one patch per cell of ShapesWorld's 3x3 grid")
+    patch_size: int = Field(21, ge=2)
+    render_size: int = Field(64, ge=8, description="side ShapesWorld's training (and measurement) images are rendered at")
     hidden_size: int = Field(96, ge=16, description="width of both towers")
     layers: int = Field(2, ge=1, description="transformer layers per tower")
     heads: int = Field(4, ge=1)
     projection_dim: int = Field(64, ge=8, description="embedding size")
     families: int = Field(800, ge=10, description="ShapesWorld families to train on (x 5 images each)")
-    steps: int = Field(400, ge=1, description="optimizer steps")
+    steps: int = Field(600, ge=1, description="optimizer steps")
     batch_size: int = Field(128, ge=8)
+    edit_batch: int = Field(64, ge=0, description="family pairs per step for the edit losses (modification text "
+                                                   "vs image change); 0: captions only")
     lr: float = Field(2e-3, gt=0)
     seed: int = 0
 

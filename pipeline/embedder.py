@@ -1,8 +1,9 @@
 """CLIP image and text embeddings, loaded through ``CLIPModel.from_pretrained`` (id or folder).
 
-The embedded default is a tiny CLIP trained from scratch on ShapesWorld (image vs caption) on
-CPU in about a minute, saved with ``save_pretrained`` (safetensors, a ``tokenizers`` WordLevel
-tokenizer, the CLIP image processor) and cached by config hash: a rerun loads it.
+The embedded default is a tiny CLIP trained from scratch on ShapesWorld on CPU in a few minutes
+(image vs caption, and modification texts vs image changes: ``train_tiny_clip``), saved with
+``save_pretrained`` (safetensors, a ``tokenizers`` WordLevel tokenizer, the CLIP image processor)
+and cached by config hash: a rerun loads it.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -24,7 +26,7 @@ from pipeline.config_mining import EmbedderConfig, TinyClipConfig
 
 log = logging.getLogger(__name__)
 
-TINY_FORMAT = "tiny-clip-v1"  # bump when training code changes what a config produces
+TINY_FORMAT = "tiny-clip-v5"  # bump when training code changes what a config produces
 SPECIAL = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # EOS must not be id 2: CLIP treats 2 as legacy argmax pooling
 
 
@@ -113,14 +115,78 @@ def ensure_tiny_clip(cfg: TinyClipConfig | None = None, cache_dir: str | Path = 
     return final
 
 
-def _world_rows(cfg: TinyClipConfig, families: int, seed_name: str):
+def _world_rows(cfg: TinyClipConfig, families: int, seed_name: str) -> list[dict]:
+    """The pool rows (scene, family label, caption) of a ShapesWorld seeded by ``seed_name``."""
     from pipeline.seeding import derive_seed
     from pipeline.shapesworld import ShapesWorld
 
-    world = ShapesWorld(image_size=cfg.image_size, families=families, variants_per_family=4, max_objects=4,
+    world = ShapesWorld(image_size=cfg.render_size, families=families, variants_per_family=4, max_objects=4,
                         seed=derive_seed(cfg.seed, seed_name))
-    rows = list(world.pool())
-    return [world.image(r["scene"]) for r in rows], [r["caption"] for r in rows]
+    return [{**r, "image": world.image(r["scene"])} for r in world.pool()]
+
+
+def edit_pairs(rows: list[dict], seed: int) -> list[tuple[int, int, str, str, str]]:
+    """(reference index, target index, annotator text, annotator reverse text, hard negative text)
+    for every two members of a pool family (1 or 2 edits apart), oriented and phrased by a seeded
+    draw. The hard negative is a text for the same reference with one edit changed (another value,
+    or the change on another object), else another random edit of the reference; it never turns
+    the reference into the target."""
+    import random
+    from itertools import combinations
+
+    from pipeline.seeding import derive_seed
+    from pipeline.shapesworld import annotate
+
+    families: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        families.setdefault(r["label"], []).append(i)
+    out = []
+    for label, members in families.items():
+        for a, b in combinations(members, 2):
+            rng = random.Random(derive_seed(seed, "tiny-clip-edit", label, a, b))
+            if rng.random() < 0.5:
+                a, b = b, a
+            fwd = annotate(rows[a]["scene"], rows[b]["scene"], rng)
+            rev = annotate(rows[b]["scene"], rows[a]["scene"], rng)
+            hard = _hard_negative_text(rows[a]["scene"], rows[b]["scene"], rng)
+            if fwd and rev and hard:
+                out.append((a, b, fwd, rev, hard))
+    return out
+
+
+def _hard_negative_text(ref, tgt, rng) -> str | None:
+    from pipeline.shapesworld import apply_edit, apply_text, describe_edits, diff, random_edit
+    from pipeline.shapesworld.sets.filters import wrong_edit
+
+    for kind in rng.sample(("wrong_attribute", "wrong_object", "other_edit"), 3):
+        try:
+            edits = [random_edit(ref, rng)] if kind == "other_edit" else wrong_edit(kind, ref, diff(ref, tgt), rng)
+            text = None if edits is None else describe_edits(ref, edits, rng)
+        except (ValueError, AttributeError, IndexError):
+            continue  # the altered edit does not apply to this scene
+        if text and apply_text(text, ref) != tgt and (kind != "other_edit" or apply_edit(ref, edits[0]) != tgt):
+            return text
+    return None
+
+
+def text_vocabulary() -> set[str]:
+    """Every word the world writes: its captions and the annotator's phrase tables (language.py),
+    split the way the tokenizer splits (lowercase, words and punctuation apart)."""
+    from tokenizers import pre_tokenizers
+
+    from pipeline.shapesworld import COLORS, SETTINGS, SHAPES, SIZES, language
+    from pipeline.shapesworld.scene import CAPTION_LOCATION, POSITIONS
+
+    phrases = [*COLORS, *SETTINGS, *SHAPES, *SIZES, *POSITIONS, *CAPTION_LOCATION.values(), "a an and scene with , ."]
+    phrases += [t for _, t, _ in language.TEMPLATES] + list(language.JOINS) + [" ".join(c) for c in language.CONNECTORS]
+    phrases += [p for v in (*language.LOCATIONS.values(), *language.DESTINATIONS.values()) for p in v]
+    phrases += [language.OBJECT_NOUN, language.PRONOUN, *language.PREPOSITIONS, "corner", "middle"]
+    split = pre_tokenizers.Whitespace()
+    words = set()
+    for p in phrases:
+        p = re.sub(r"\{\w+\}", " ", p.lower())  # template slots are filled from the lists above
+        words.update(w for w, _ in split.pre_tokenize_str(p))
+    return words
 
 
 def build_tokenizer(max_length: int = 64):
@@ -128,14 +194,8 @@ def build_tokenizer(max_length: int = 64):
     from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
     from transformers import PreTrainedTokenizerFast
 
-    from pipeline.shapesworld import COLORS, SETTINGS, SHAPES, SIZES
-    from pipeline.shapesworld.scene import CAPTION_LOCATION, POSITIONS
-
-    # The vocabulary is the world's: a held-out caption never meets an unknown word.
-    words = set(COLORS) | set(SETTINGS) | set(SHAPES) | set(SIZES)
-    for phrase in list(POSITIONS) + list(CAPTION_LOCATION.values()):
-        words.update(phrase.lower().split())
-    words.update("a an and scene with , .".split())
+    # The vocabulary is the world's (captions and modification texts): a held-out text never meets an unknown word.
+    words = text_vocabulary()
     vocab = {t: i for i, t in enumerate(SPECIAL)}
     for w in sorted(words - set(vocab)):
         vocab[w] = len(vocab)
@@ -161,8 +221,61 @@ def tiny_clip_config(cfg: TinyClipConfig, tokenizer):
     return CLIPConfig(text_config=text, vision_config=vision, projection_dim=cfg.projection_dim)
 
 
+def _features(out) -> torch.Tensor:
+    """L2-normalized projected features (transformers 5 returns them as ``pooler_output``)."""
+    return F.normalize(out.pooler_output if hasattr(out, "pooler_output") else out, dim=-1)
+
+
+def _info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, a_extra: torch.Tensor | None = None) -> torch.Tensor:
+    """Symmetric contrastive loss: row i of ``a`` belongs with row i of ``b`` (all L2-normalized);
+    rows of ``a_extra`` are further negatives for every row of ``b``."""
+    logits = scale * a @ b.T
+    target = torch.arange(len(a))
+    cols = logits.T if a_extra is None else torch.cat([logits.T, scale * b @ a_extra.T], dim=1)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(cols, target)) / 2
+
+
+def edit_losses(text_fwd: torch.Tensor, text_rev: torch.Tensor, text_null: torch.Tensor, ref: torch.Tensor,
+                tgt: torch.Tensor, scale: torch.Tensor,
+                text_hard: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two edit objectives over a batch of pairs (all inputs L2-normalized embeddings).
+
+    direction: E_T(text) - E_T(null) against E_I(tgt) - E_I(ref), and the reverse text against the
+    opposite change (the quantity the direction and round-trip filters score); composed: E_T(text)
+    itself against the change (what text-image consistency and the negatives' margins read:
+    cos(x, text) - cos(ref, text) is text . (x - ref)). Negatives: the other pairs (the same
+    family's other edits of the same images), for each text the same pair's opposite change, and
+    for each change the hard negative texts (``text_hard``, the same reference with another edit).
+    """
+    change = F.normalize(tgt - ref, dim=-1)
+    changes = torch.cat([change, -change])
+    texts = torch.cat([text_fwd, text_rev])
+    hard_dir = None if text_hard is None else F.normalize(text_hard - text_null, dim=-1)
+    direction = _info_nce(F.normalize(texts - text_null, dim=-1), changes, scale, hard_dir)
+    return direction, _info_nce(texts, changes, scale, text_hard)
+
+
+EDIT_PAIRS_PER_FAMILY = 4  # hard in-batch negatives: other changes between the same family's images
+
+
+def _edit_batch(by_family: list[list[int]], n_pairs: int, gen: torch.Generator) -> list[int]:
+    """Pair indices for one step: EDIT_PAIRS_PER_FAMILY pairs from each of n_pairs / that many families."""
+    fams = torch.randperm(len(by_family), generator=gen)[:max(1, n_pairs // EDIT_PAIRS_PER_FAMILY)]
+    out = []
+    for f in fams.tolist():
+        members = by_family[f]
+        pick = torch.randperm(len(members), generator=gen)[:EDIT_PAIRS_PER_FAMILY]
+        out += [members[k] for k in pick.tolist()]
+    return out
+
+
 def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
-    """Train the tiny CLIP (contrastive, image vs Scene.caption()), save it to out_dir; returns metrics."""
+    """Train the tiny CLIP, save it to out_dir; returns metrics.
+
+    Each step: the contrastive image vs ``Scene.caption()`` loss over ``cfg.batch_size`` pool
+    images, plus (``cfg.edit_batch`` > 0) the edit losses (``edit_losses``) over that many pairs of
+    the same training pool's families with their annotator texts (``edit_pairs``).
+    """
     from transformers import CLIPImageProcessorPil as CLIPImageProcessor, CLIPModel
 
     out_dir = Path(out_dir)
@@ -173,9 +286,20 @@ def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
     processor = CLIPImageProcessor(size=size, crop_size={"height": cfg.image_size, "width": cfg.image_size})
     model = CLIPModel(tiny_clip_config(cfg, tokenizer))
     # 1. data: rendered once, preprocessed once (the same processor embedding uses)
-    images, captions = _world_rows(cfg, cfg.families, "tiny-clip-train")
-    pix = processor(images=images, return_tensors="pt")["pixel_values"]
+    rows = _world_rows(cfg, cfg.families, "tiny-clip-train")
+    captions = [r["caption"] for r in rows]
+    pix = processor(images=[r["image"] for r in rows], return_tensors="pt")["pixel_values"]
     enc = tokenizer(captions, padding=True, return_tensors="pt")
+    pairs = edit_pairs(rows, cfg.seed) if cfg.edit_batch else []
+    by_family: dict[str, list[int]] = {}
+    for k, (a, *_) in enumerate(pairs):
+        by_family.setdefault(rows[a]["label"], []).append(k)
+    families = list(by_family.values())
+    if pairs:
+        fwd = tokenizer([p[2] for p in pairs], padding=True, return_tensors="pt")
+        rev = tokenizer([p[3] for p in pairs], padding=True, return_tensors="pt")
+        hard = tokenizer([p[4] for p in pairs], padding=True, return_tensors="pt")
+        null = tokenizer([""], return_tensors="pt")
     # 2. AdamW, linear warm-up then cosine decay
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.1)
     warm = max(1, cfg.steps // 20)
@@ -185,7 +309,15 @@ def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
     order = torch.randperm(len(captions), generator=gen)
     pos = 0
     model.train()
-    log.info("training the tiny ShapesWorld CLIP (%d images, %d steps); cached once done", len(captions), cfg.steps)
+    log.info("training the tiny ShapesWorld CLIP (%d images, %d edit pairs, %d steps); cached once done",
+             len(captions), len(pairs), cfg.steps)
+    parts = {"caption": 0.0, "direction": 0.0, "composed": 0.0}
+
+    def texts(e, idx):
+        mask = e["attention_mask"][idx]
+        width = int(mask.sum(1).max())  # trim the padding this batch does not need
+        return _features(model.get_text_features(input_ids=e["input_ids"][idx, :width], attention_mask=mask[:, :width]))
+
     for step in range(cfg.steps):
         if step % 100 == 0:
             log.info("tiny CLIP step %d/%d", step, cfg.steps)
@@ -193,15 +325,27 @@ def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
             order, pos = torch.randperm(len(captions), generator=gen), 0
         idx = order[pos:pos + cfg.batch_size]
         pos += cfg.batch_size
-        mask = enc["attention_mask"][idx]
-        width = int(mask.sum(1).max())  # trim the padding this batch does not need
-        loss = model(input_ids=enc["input_ids"][idx, :width], attention_mask=mask[:, :width],
-                     pixel_values=pix[idx], return_loss=True).loss
+        batch = _edit_batch(families, cfg.edit_batch, gen) if pairs else []
+        # a family's images recur across its pairs: each image of the step goes through the tower once
+        images, where = torch.unique(torch.tensor([pairs[k][:2] for k in batch], dtype=torch.long).view(-1, 2),
+                                     return_inverse=True)
+        img = _features(model.get_image_features(pixel_values=pix[torch.cat([idx, images])]))
+        scale = model.logit_scale.exp()
+        losses = {"caption": _info_nce(img[:len(idx)], texts(enc, idx), scale)}
+        if batch:
+            edit_img = img[len(idx):][where]
+            b = torch.tensor(batch, dtype=torch.long)
+            losses["direction"], losses["composed"] = edit_losses(
+                texts(fwd, b), texts(rev, b), texts(null, torch.zeros(1, dtype=torch.long)),
+                edit_img[:, 0], edit_img[:, 1], scale, texts(hard, b))
+        loss = sum(losses.values())
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
+        for k, v in losses.items():
+            parts[k] = v.item()
     train_seconds = time.time() - t0
     # 3. save, then measure retrieval on held-out scenes through the saved folder
     model.eval()
@@ -209,16 +353,19 @@ def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
     model.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     processor.save_pretrained(out_dir)
+    embedder = ClipEmbedder(out_dir, device="cpu")
     metrics = {"train_seconds": round(train_seconds, 1), "final_loss": round(loss.item(), 4),
-               "train_images": len(captions), **evaluate_retrieval(ClipEmbedder(out_dir, device="cpu"), cfg)}
+               "final_losses": {k: round(v, 4) for k, v in parts.items()}, "train_images": len(captions),
+               "train_edit_pairs": len(pairs), **evaluate_retrieval(embedder, cfg), **evaluate_edits(embedder, cfg)}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
 
 
 def evaluate_retrieval(embedder: ClipEmbedder, cfg: TinyClipConfig, families: int = 100) -> dict:
     """Image->caption and caption->image recall@1/@5 among held-out ShapesWorld scenes."""
-    images, captions = _world_rows(cfg, families, "tiny-clip-heldout")
-    sims = embedder.embed_images(images) @ embedder.embed_texts(captions).T
+    rows = _world_rows(cfg, families, "tiny-clip-heldout")
+    captions = [r["caption"] for r in rows]
+    sims = embedder.embed_images([r["image"] for r in rows]) @ embedder.embed_texts(captions).T
     truth = np.arange(len(captions))
 
     def recall(s: np.ndarray, k: int) -> float:
@@ -227,6 +374,28 @@ def evaluate_retrieval(embedder: ClipEmbedder, cfg: TinyClipConfig, families: in
 
     return {"heldout_images": len(captions), "image_to_caption_r1": recall(sims, 1),
             "image_to_caption_r5": recall(sims, 5), "caption_to_image_r1": recall(sims.T, 1)}
+
+
+def evaluate_edits(embedder: ClipEmbedder, cfg: TinyClipConfig, families: int = 100) -> dict:
+    """On held-out family pairs: how often the text's direction score beats its reverse text's
+    (``direction_vs_reverse``), a random other pair's text (``direction_vs_other``) and its hard
+    negative text (``direction_vs_hard``)."""
+    rows = _world_rows(cfg, families, "tiny-clip-heldout")
+    pairs = edit_pairs(rows, cfg.seed)
+    img = embedder.embed_images([r["image"] for r in rows])
+    n = len(pairs)
+    t = embedder.embed_texts([p[k] for k in (2, 3, 4) for p in pairs]) - embedder.embed_texts([""])
+    fwd, rev, hard = t[:n], t[n:2 * n], t[2 * n:3 * n]
+    change = np.stack([img[b] - img[a] for a, b, *_ in pairs])
+
+    def cos(x, y):
+        return (x * y).sum(1) / np.maximum(np.linalg.norm(x, axis=1) * np.linalg.norm(y, axis=1), 1e-12)
+
+    good = cos(change, fwd)
+    other = np.roll(fwd, len(pairs) // 2, axis=0)
+    return {"heldout_edit_pairs": len(pairs), "direction_vs_reverse": round(float((good > cos(change, rev)).mean()), 4),
+            "direction_vs_other": round(float((good > cos(change, other)).mean()), 4),
+            "direction_vs_hard": round(float((good > cos(change, hard)).mean()), 4)}
 
 
 def embedder_from_dict(config: dict | None = None, cache_dir: str | Path = "cache") -> ClipEmbedder:

@@ -1,8 +1,10 @@
 """FBCIR negatives for photos: CLIP margins against the text and the reference (all vectors L2-normalized).
 
 text-aligned margin: cos(neg, text) - cos(ref, text), and the negative must be less like the
-reference than the target is. image-aligned margin: cos(tgt, text) - cos(neg, text), and the
-negative must be close to the reference without being it (or the target).
+reference than the target is (up to a slack) and not the target. image-aligned margin:
+cos(tgt, text) - cos(neg, text), and the negative must be close to the reference without being
+it (or the target). "Being" an image is a cosine at or above a near-duplicate cut, one per
+negative kind and anchor (``Cuts``; the calibration command tunes them).
 """
 from __future__ import annotations
 
@@ -25,6 +27,26 @@ class Anchors:
         return float(self.ref @ self.tgt)
 
 
+@dataclass(frozen=True)
+class Cuts:
+    """The image rules' thresholds: cos at or above a ``*_duplicate`` is that image; a text-aligned
+    negative must have cos(neg, ref) < cos(ref, tgt) + ``reference_slack``."""
+
+    text_target_duplicate: float = 0.97
+    image_reference_duplicate: float = 0.97
+    image_target_duplicate: float = 0.97
+    reference_slack: float = 0.0
+
+    @classmethod
+    def of(cls, cfg) -> Cuts:
+        """From a NegativesConfig: a per-kind cut left unset is ``near_duplicate``."""
+        def cut(v):
+            return cfg.near_duplicate if v is None else v
+
+        return cls(cut(cfg.text_aligned_max_target_similarity), cut(cfg.image_aligned_max_reference_similarity),
+                   cut(cfg.image_aligned_max_target_similarity), cfg.text_aligned_reference_slack)
+
+
 def text_aligned_margin(neg: np.ndarray, a: Anchors) -> float:
     return float(neg @ a.text - a.ref @ a.text)
 
@@ -33,24 +55,23 @@ def image_aligned_margin(neg: np.ndarray, a: Anchors) -> float:
     return float(a.tgt @ a.text - neg @ a.text)
 
 
-def check_text_aligned(neg: np.ndarray, a: Anchors, margin: float, near_duplicate: float) -> str | None:
+def check_text_aligned(neg: np.ndarray, a: Anchors, margin: float, cuts: Cuts) -> str | None:
     """None when the negative fits the text better than the reference does, and is not the target."""
-    if float(neg @ a.tgt) >= near_duplicate:
+    if float(neg @ a.tgt) >= cuts.text_target_duplicate:
         return "is_target"
-    if float(neg @ a.ref) >= a.ref_tgt:
+    if float(neg @ a.ref) >= a.ref_tgt + cuts.reference_slack:
         return "too_close_to_reference"
     if text_aligned_margin(neg, a) <= margin:
         return "text_margin_too_small"
     return None
 
 
-def check_image_aligned(neg: np.ndarray, a: Anchors, margin: float, min_ref_sim: float,
-                        near_duplicate: float) -> str | None:
+def check_image_aligned(neg: np.ndarray, a: Anchors, margin: float, min_ref_sim: float, cuts: Cuts) -> str | None:
     """None when the negative is like the reference (not it, not the target) and fits the text worse than the target."""
     sim = float(neg @ a.ref)
-    if sim >= near_duplicate:
+    if sim >= cuts.image_reference_duplicate:
         return "is_reference"
-    if float(neg @ a.tgt) >= near_duplicate:
+    if float(neg @ a.tgt) >= cuts.image_target_duplicate:
         return "is_target"
     if sim < min_ref_sim:
         return "too_far_from_reference"
@@ -59,9 +80,9 @@ def check_image_aligned(neg: np.ndarray, a: Anchors, margin: float, min_ref_sim:
     return None
 
 
-def mine_text_aligned(emb: np.ndarray, cands: list[int], a: Anchors, margin: float, near_duplicate: float):
+def mine_text_aligned(emb: np.ndarray, cands: list[int], a: Anchors, margin: float, cuts: Cuts):
     """(pool index, margin) of the candidate that fits the text best among those that pass, or None."""
-    ok = [j for j in cands if check_text_aligned(emb[j], a, margin, near_duplicate) is None]
+    ok = [j for j in cands if check_text_aligned(emb[j], a, margin, cuts) is None]
     if not ok:
         return None
     j = max(ok, key=lambda j: float(emb[j] @ a.text))
@@ -69,9 +90,9 @@ def mine_text_aligned(emb: np.ndarray, cands: list[int], a: Anchors, margin: flo
 
 
 def mine_image_aligned(emb: np.ndarray, cands: list[int], a: Anchors, margin: float, min_ref_sim: float,
-                       near_duplicate: float):
+                       cuts: Cuts):
     """(pool index, margin) of the passing candidate closest to the reference, or None."""
-    ok = [j for j in cands if check_image_aligned(emb[j], a, margin, min_ref_sim, near_duplicate) is None]
+    ok = [j for j in cands if check_image_aligned(emb[j], a, margin, min_ref_sim, cuts) is None]
     if not ok:
         return None
     j = max(ok, key=lambda j: float(emb[j] @ a.ref))

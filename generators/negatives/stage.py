@@ -199,12 +199,12 @@ class NegativesStage(Stage):
         skip = {p.id_index.get(r["reference_id"]), p.id_index.get(r["target_id"])}
         cands = p.candidates(rng, c.max_candidates, near=a.ref, exclude=skip)
         out = {}
-        mined = photo.mine_text_aligned(p.embeddings, cands, a, c.text_margin, c.near_duplicate) \
+        mined = photo.mine_text_aligned(p.embeddings, cands, a, c.text_margin, photo.Cuts.of(c)) \
             if c.prefer_mined else None
         src = photo.pick_edit_source(p.embeddings, cands, a, rng) if mined is None and self.editor else None
         out["text_aligned"] = self._photo_plan(mined, r["modification_text"], None if src is None else p.images[src])
         mined = photo.mine_image_aligned(p.embeddings, cands, a, c.image_margin, c.min_reference_similarity,
-                                         c.near_duplicate) if c.prefer_mined else None
+                                         photo.Cuts.of(c)) if c.prefer_mined else None
         side = photo.pick_side_edit(list(c.side_edits), self.side_emb, a, c.side_edit_max_text_similarity, rng) \
             if mined is None and self.editor else None
         out["image_aligned"] = self._photo_plan(mined, side, None if side is None else r["reference_image"])
@@ -226,11 +226,11 @@ class NegativesStage(Stage):
             for ((i, kind), plan), e in zip(edited, embs):
                 a = anchors[i]
                 if kind == "text_aligned":
-                    plan["why"] = photo.check_text_aligned(e, a, c.text_margin, c.near_duplicate)
+                    plan["why"] = photo.check_text_aligned(e, a, c.text_margin, photo.Cuts.of(c))
                     plan["margin"] = photo.text_aligned_margin(e, a)
                 else:
                     plan["why"] = photo.check_image_aligned(e, a, c.image_margin, c.min_reference_similarity,
-                                                            c.near_duplicate)
+                                                            photo.Cuts.of(c))
                     plan["margin"] = photo.image_aligned_margin(e, a)
 
 

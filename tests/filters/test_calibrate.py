@@ -151,3 +151,56 @@ def test_cirforge_filters_calibrate_reports_a_bad_file_in_one_line(tmp_path):
     res = CliRunner().invoke(app, ["filters", "calibrate", "--labels", str(tmp_path / "none.jsonl"),
                                    "--out", str(tmp_path / "t.yaml")])
     assert res.exit_code == 2 and "error: labels file" in res.output and "not found" in res.output
+
+
+@pytest.mark.parametrize("overrides", [{}, {"near_duplicate": 0.9, "text_margin": 0.05, "image_margin": -0.1},
+                                       {"text_aligned_max_target_similarity": 0.8, "text_aligned_reference_slack": 0.1,
+                                        "image_aligned_max_reference_similarity": 0.85,
+                                        "image_aligned_max_target_similarity": 1.01, "min_reference_similarity": 0.3}])
+def test_the_calibrated_rules_reject_exactly_what_the_photo_checks_reject(overrides):
+    """Every image rule of the photo checks is a calibratable threshold: the rules at a config's
+    values agree with generators/negatives/photo.py row by row."""
+    from filters.calibrate import config_thresholds
+    from generators.negatives import photo
+    from generators.negatives.config import NegativesConfig
+
+    cfg = NegativesConfig(**overrides)
+    cuts = photo.Cuts.of(cfg)
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=8)
+    rows = []
+    for _ in range(300):  # vectors near a common one, so the cosines spread over the cuts
+        ref, tgt, text, n1, n2 = photo.normalize(base + rng.normal(scale=rng.uniform(0.05, 1.0), size=(5, 8)))
+        rows.append({"modification_text": "t", "reverse_text": "r", "emb_reference": ref, "emb_target": tgt,
+                     "emb_text": text, "emb_neg_text_aligned": n1, "emb_neg_image_aligned": n2})
+    f = features(rows)
+    for part, check in (("neg_text_aligned_label",
+                         lambda r, a: photo.check_text_aligned(photo.normalize(r["emb_neg_text_aligned"]), a,
+                                                               cfg.text_margin, cuts)),
+                        ("neg_image_aligned_label",
+                         lambda r, a: photo.check_image_aligned(photo.normalize(r["emb_neg_image_aligned"]), a,
+                                                                cfg.image_margin, cfg.min_reference_similarity, cuts))):
+        want = np.array([check(r, photo.Anchors(r["emb_reference"], r["emb_target"], r["emb_text"])) is not None
+                         for r in rows])
+        got = rejects(f, RULES[part], config_thresholds(cfg, part))
+        assert 0 < want.sum() < len(rows) and (got == want).all(), part
+
+
+def test_the_shipped_tiny_clip_thresholds_are_a_valid_config_snippet():
+    """configs/embedding-thresholds-tiny-clip.yaml (docs/quality.md) merges into the run config's
+    filters and negatives sections."""
+    from pathlib import Path
+
+    from filters.config import FiltersConfig
+    from generators.negatives.config import NegativesConfig
+    from pipeline.config_base import deep_merge, read_yaml, validate_section
+
+    path = Path(__file__).parents[2] / "configs" / "embedding-thresholds-tiny-clip.yaml"
+    snip = read_yaml(path, "thresholds")
+    assert set(snip) == {"filters", "negatives"}
+    f = validate_section(FiltersConfig, deep_merge(FiltersConfig().model_dump(mode="json"), snip["filters"]), "f")
+    n = validate_section(NegativesConfig, deep_merge(NegativesConfig().model_dump(mode="json"), snip["negatives"]), "n")
+    keys = {r.key for rules in RULES.values() for r in rules}
+    assert {f"negatives.{k}" for k in snip["negatives"]} | {f"filters.{a}.{b}" for a, v in snip["filters"].items()
+                                                            for b in v} == keys
+    assert n.text_aligned_reference_slack == snip["negatives"]["text_aligned_reference_slack"] and f is not None

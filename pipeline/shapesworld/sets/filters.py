@@ -35,7 +35,7 @@ def make_rows(n: int, seed: int = 0, image_size: int = 32) -> list[dict]:
     return rows
 
 
-def _wrong_edit(kind: str, ref, edits, rng: random.Random):
+def wrong_edit(kind: str, ref, edits, rng: random.Random):
     """The true edits with one changed: another value (wrong_attribute) or another object (wrong_object)."""
     k = rng.randrange(len(edits))
     e = edits[k]
@@ -67,7 +67,7 @@ def corrupt(row: dict, kind: str, rng: random.Random, texts: list[str]) -> str |
     elif kind == "random_text":
         text = rng.choice(texts)
     else:
-        edits = _wrong_edit(kind, ref, diff(ref, tgt), rng)
+        edits = wrong_edit(kind, ref, diff(ref, tgt), rng)
         if edits is None:
             return None
         try:
