@@ -88,9 +88,7 @@ class ClipEmbedder:
 
 
 def _normalized(feats) -> np.ndarray:
-    # transformers 5 returns an output object whose pooler_output is the projected embedding.
-    t = feats.pooler_output if hasattr(feats, "pooler_output") else feats
-    return F.normalize(t.float(), dim=-1).cpu().numpy()
+    return _features(feats).cpu().numpy()
 
 
 # -- the tiny ShapesWorld CLIP ------------------------------------------------------------------
@@ -222,8 +220,10 @@ def tiny_clip_config(cfg: TinyClipConfig, tokenizer):
 
 
 def _features(out) -> torch.Tensor:
-    """L2-normalized projected features (transformers 5 returns them as ``pooler_output``)."""
-    return F.normalize(out.pooler_output if hasattr(out, "pooler_output") else out, dim=-1)
+    """L2-normalized float32 projected features (transformers 5 returns an output object whose
+    ``pooler_output`` is the projected embedding)."""
+    t = out.pooler_output if hasattr(out, "pooler_output") else out
+    return F.normalize(t.float(), dim=-1)
 
 
 def _info_nce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor, a_extra: torch.Tensor | None = None) -> torch.Tensor:
@@ -356,16 +356,22 @@ def train_tiny_clip(cfg: TinyClipConfig, out_dir: str | Path) -> dict:
     embedder = ClipEmbedder(out_dir, device="cpu")
     metrics = {"train_seconds": round(train_seconds, 1), "final_loss": round(loss.item(), 4),
                "final_losses": {k: round(v, 4) for k, v in parts.items()}, "train_images": len(captions),
-               "train_edit_pairs": len(pairs), **evaluate_retrieval(embedder, cfg), **evaluate_edits(embedder, cfg)}
+               "train_edit_pairs": len(pairs), **evaluate_heldout(embedder, cfg)}
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=1))
     return metrics
 
 
-def evaluate_retrieval(embedder: ClipEmbedder, cfg: TinyClipConfig, families: int = 100) -> dict:
-    """Image->caption and caption->image recall@1/@5 among held-out ShapesWorld scenes."""
+def evaluate_heldout(embedder: ClipEmbedder, cfg: TinyClipConfig, families: int = 100) -> dict:
+    """``evaluate_retrieval`` and ``evaluate_edits`` on one held-out pool, rendered and embedded once."""
     rows = _world_rows(cfg, families, "tiny-clip-heldout")
+    img = embedder.embed_images([r["image"] for r in rows])
+    return {**evaluate_retrieval(embedder, rows, img), **evaluate_edits(embedder, rows, img, cfg.seed)}
+
+
+def evaluate_retrieval(embedder: ClipEmbedder, rows: list[dict], img: np.ndarray) -> dict:
+    """Image->caption and caption->image recall@1/@5 among held-out ShapesWorld scenes (``img``: their embeddings)."""
     captions = [r["caption"] for r in rows]
-    sims = embedder.embed_images([r["image"] for r in rows]) @ embedder.embed_texts(captions).T
+    sims = img @ embedder.embed_texts(captions).T
     truth = np.arange(len(captions))
 
     def recall(s: np.ndarray, k: int) -> float:
@@ -376,13 +382,11 @@ def evaluate_retrieval(embedder: ClipEmbedder, cfg: TinyClipConfig, families: in
             "image_to_caption_r5": recall(sims, 5), "caption_to_image_r1": recall(sims.T, 1)}
 
 
-def evaluate_edits(embedder: ClipEmbedder, cfg: TinyClipConfig, families: int = 100) -> dict:
-    """On held-out family pairs: how often the text's direction score beats its reverse text's
-    (``direction_vs_reverse``), a random other pair's text (``direction_vs_other``) and its hard
-    negative text (``direction_vs_hard``)."""
-    rows = _world_rows(cfg, families, "tiny-clip-heldout")
-    pairs = edit_pairs(rows, cfg.seed)
-    img = embedder.embed_images([r["image"] for r in rows])
+def evaluate_edits(embedder: ClipEmbedder, rows: list[dict], img: np.ndarray, seed: int) -> dict:
+    """On held-out family pairs (``img``: the rows' embeddings): how often the text's direction score
+    beats its reverse text's (``direction_vs_reverse``), a random other pair's text
+    (``direction_vs_other``) and its hard negative text (``direction_vs_hard``)."""
+    pairs = edit_pairs(rows, seed)
     n = len(pairs)
     t = embedder.embed_texts([p[k] for k in (2, 3, 4) for p in pairs]) - embedder.embed_texts([""])
     fwd, rev, hard = t[:n], t[n:2 * n], t[2 * n:3 * n]
