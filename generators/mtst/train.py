@@ -49,11 +49,8 @@ class TrainResult:
 
 def run_dir_for(cfg: MTSTConfig, seed_set: SeedSet | None = None) -> Path:
     """``<cache_dir>/<hash>``; a seed set passed in directly, or read from files, adds its fingerprint."""
-    files = seed_files_key(cfg.data) if seed_set is None else None
-    if seed_set is not None:
-        key = f"{cfg.train_hash()[:8]}{seed_set.fingerprint()[:8]}"
-    else:
-        key = cfg.train_hash() if files is None else f"{cfg.train_hash()[:8]}{files[:8]}"
+    extra = seed_set.fingerprint() if seed_set is not None else seed_files_key(cfg.data)
+    key = cfg.train_hash() if extra is None else f"{cfg.train_hash()[:8]}{extra[:8]}"
     return cfg.train.cache_dir / key
 
 
