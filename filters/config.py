@@ -1,7 +1,7 @@
 """Config sections of the quality filters: one per scorer, each with its threshold (defaults live here)."""
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from pipeline.config_base import Section
 
@@ -57,6 +57,28 @@ class ImageSimilarityConfig(Section):
     high: float = Field(0.98, ge=-1, le=1, description="at least this similar: the same image")
 
 
+class CombinedScoreConfig(Section):
+    """Photos: one logistic-regression score over the four embedding filters' scores, fitted by
+    `cirforge filters calibrate` (filters/combined.py); unset weights: not in the chain."""
+
+    enabled: bool = True
+    weights: dict[str, float] = Field(default_factory=dict, description="per unit of each score (roundtrip, "
+                                      "text_image_consistency, clip_direction, image_similarity); empty: off")
+    center: dict[str, float] = Field(default_factory=dict, description="each score's mean on the labelled sample")
+    bias: float = Field(0.0, description="the logit at the sample's means")
+    max_p_bad: float = Field(0.5, ge=0, le=1.01, description="reject a row whose p(bad text) is at least this")
+
+    @field_validator("weights", "center")
+    @classmethod
+    def _known_scores(cls, v: dict[str, float]) -> dict[str, float]:
+        from filters.combined import SCORES
+
+        unknown = sorted(set(v) - set(SCORES))
+        if unknown:
+            raise ValueError(f"unknown score {unknown[0]!r}; the combined score reads {', '.join(SCORES)}")
+        return v
+
+
 class FiltersConfig(Section):
     """The quality and hallucination filters, run after the negatives in this order."""
 
@@ -66,4 +88,5 @@ class FiltersConfig(Section):
     text_image_consistency: TextImageConsistencyConfig = TextImageConsistencyConfig()
     clip_direction: ClipDirectionConfig = ClipDirectionConfig()
     image_similarity: ImageSimilarityConfig = ImageSimilarityConfig()
+    combined: CombinedScoreConfig = CombinedScoreConfig()
     duplicates: DuplicatesConfig = DuplicatesConfig()

@@ -146,9 +146,8 @@ def judge(rows: list[dict], fcfg, ncfg) -> dict:
 
 def evaluate_embedding(n: int = 2000, seed: int = 0, bad_rate: float = 0.3, thresholds: Path | None = None,
                        config: Path | None = None, cache_dir: Path | None = None,
-                       sample: Path | None = None, learned_from: Path | None = None) -> dict:
-    """Figures with the config's thresholds (``before``), given a snippet with it (``after``), and
-    given a labelled Parquet sample with a logistic regression fitted on it (``learned``)."""
+                       sample: Path | None = None) -> dict:
+    """Figures with the config's thresholds (``before``) and, given a snippet, with it (``after``)."""
     from filters.calibrate import load_sections
     from pipeline.config_base import deep_merge, read_yaml, validate_section
     from pipeline.embedder import ClipEmbedder
@@ -170,20 +169,13 @@ def evaluate_embedding(n: int = 2000, seed: int = 0, bad_rate: float = 0.3, thre
         n2 = validate_section(type(ncfg), deep_merge(ncfg.model_dump(mode="json"), snip.get("negatives") or {}),
                               f"{thresholds} (negatives)")
         res["after"] = judge(rows, f2, n2)
-    if learned_from is not None:
-        from filters.calibrate import load_labelled
-        from filters.learned import learned_rejects
-
-        train = embed_rows(load_labelled(learned_from), embedder, fcfg.clip_direction.null_text)
-        rej = learned_rejects(train, features(train), rows, features(rows))
-        res["learned"] = _parts(rows, rej)
     res.update(make_s=round(t1 - t0, 1), embed_s=round(t2 - t1, 1), judge_s=round(time.perf_counter() - t2, 1))
     return res
 
 
 def print_summary(res: dict, min_precision: float = 0.9, min_recall: float = 0.8) -> None:
     """One line per part and config: precision and recall against the embedding-path goal."""
-    for when in ("before", "after", "learned"):
+    for when in ("before", "after"):
         for part, r in (res.get(when) or {}).items():
             if part in LABELS:
                 ok = r["precision"] >= min_precision and r["recall"] >= min_recall
@@ -201,11 +193,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--cache-dir", type=Path, help="where the tiny CLIP is cached (default: the config's)")
     ap.add_argument("--thresholds", type=Path, help="also judge with this snippet (python -m filters.calibrate)")
     ap.add_argument("--write-sample", type=Path, help="write the rows as a labelled Parquet sample to calibrate on")
-    ap.add_argument("--learned-from", type=Path, help="labelled Parquet sample: also judge with a logistic "
-                                                      "regression over the scores fitted on it")
     a = ap.parse_args(argv)
-    res = evaluate_embedding(a.rows, a.seed, a.bad_rate, a.thresholds, a.config, a.cache_dir, a.write_sample,
-                             a.learned_from)
+    res = evaluate_embedding(a.rows, a.seed, a.bad_rate, a.thresholds, a.config, a.cache_dir, a.write_sample)
     print(json.dumps(res, indent=1))
     print_summary(res)
     return res

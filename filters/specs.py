@@ -9,12 +9,14 @@ from pipeline.runtime import StageSpec
 
 def filter_stage_specs(cfg: FiltersConfig | None = None, embedder: Any = None,
                        embedder_gpu: bool = False) -> list[StageSpec]:
-    """Stage specs in run order: sanity, (embeddings), round trip, consistency, direction, band, duplicates.
+    """Stage specs in run order: sanity, (embeddings), round trip, consistency, direction, band,
+    (combined score, once calibrated), duplicates.
 
     ``embedder`` is a spec for filters.embed_columns.load_embedder (picklable dict for Ray); without
     one, photo rows are left unscored by the embedding filters and ShapesWorld rows are checked exactly.
     """
     from filters.clip_direction import ClipDirectionFilter
+    from filters.combined import CombinedScoreFilter
     from filters.duplicates import DuplicatesFilter
     from filters.embed_columns import EmbedColumnsGPUStage, EmbedColumnsStage
     from filters.image_similarity import ImageSimilarityFilter
@@ -43,6 +45,8 @@ def filter_stage_specs(cfg: FiltersConfig | None = None, embedder: Any = None,
             kw = opts(section)
             kw.pop("null_text", None)
             specs.append(StageSpec(cls, kw))
+    if cfg.combined.enabled and cfg.combined.weights:  # reads the scores above
+        specs.append(StageSpec(CombinedScoreFilter, opts(cfg.combined)))
     if cfg.duplicates.enabled:  # a driver stage: last, over rows in run order
         specs.append(StageSpec(DuplicatesFilter, opts(cfg.duplicates)))
     return specs

@@ -35,7 +35,7 @@ class TinyClipConfig(Section):
     heads: int = Field(4, ge=1)
     projection_dim: int = Field(64, ge=8, description="embedding size")
     families: int = Field(800, ge=10, description="ShapesWorld families to train on (x 5 images each)")
-    steps: int = Field(600, ge=1, description="optimizer steps")
+    steps: int = Field(1000, ge=1, description="optimizer steps")
     batch_size: int = Field(128, ge=8)
     edit_batch: int = Field(64, ge=0, description="family pairs per step for the edit losses (modification text "
                                                    "vs image change); 0: captions only")

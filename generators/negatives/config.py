@@ -56,15 +56,21 @@ class NegativesConfig(Section):
     text_aligned_max_target_similarity: float | None = Field(
         None, ge=-1, le=1.01, description="photos: a text-aligned negative with cos to the target at or above this "
                                           "is the target (unset: near_duplicate; above 1: never)")
+    text_aligned_max_reference_similarity: float | None = Field(
+        None, ge=-1, le=1.01, description="photos: a text-aligned negative with cos to the reference at or above "
+                                          "this is the reference (unset: near_duplicate; above 1: never)")
+    text_aligned_min_target_lead: float = Field(
+        0.0, ge=-2, le=2, description="photos: a text-aligned negative's cos(neg,tgt) - cos(neg,ref) above this "
+                                      "(nearer the target than the reference: the change is in it; -2: off)")
     image_aligned_max_reference_similarity: float | None = Field(
         None, ge=-1, le=1.01, description="photos: an image-aligned negative with cos to the reference at or above "
                                           "this is the reference (unset: near_duplicate; above 1: never)")
     image_aligned_max_target_similarity: float | None = Field(
         None, ge=-1, le=1.01, description="photos: an image-aligned negative with cos to the target at or above "
                                           "this is the target (unset: near_duplicate; above 1: never)")
-    text_aligned_reference_slack: float = Field(
-        0.0, ge=-2, le=3, description="photos: a text-aligned negative must have cos(neg,ref) below cos(ref,tgt) "
-                                      "plus this (less like the reference than the target is; 3: off)")
+    image_aligned_max_target_lead: float = Field(
+        0.0, ge=-2, le=2, description="photos: an image-aligned negative's cos(neg,tgt) - cos(neg,ref) below this "
+                                      "(not nearer the target than the reference: the change is not in it; 2: off)")
     side_edits: tuple[str, ...] = Field(DEFAULT_PHOTO_SIDE_EDITS, description="photos: instructions for "
                                                                               "edited image-aligned negatives")
     side_edit_max_text_similarity: float = Field(0.8, ge=-1, le=1, description="photos: a side edit's text "

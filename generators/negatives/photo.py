@@ -1,10 +1,12 @@
 """FBCIR negatives for photos: CLIP margins against the text and the reference (all vectors L2-normalized).
 
-text-aligned margin: cos(neg, text) - cos(ref, text), and the negative must be less like the
-reference than the target is (up to a slack) and not the target. image-aligned margin:
-cos(tgt, text) - cos(neg, text), and the negative must be close to the reference without being
-it (or the target). "Being" an image is a cosine at or above a near-duplicate cut, one per
-negative kind and anchor (``Cuts``; the calibration command tunes them).
+text-aligned margin: cos(neg, text) - cos(ref, text); the negative is neither the target nor the
+reference and lies nearer the target than the reference (its *target lead*, cos(neg, tgt) -
+cos(neg, ref), above a minimum: the text's change is in it). image-aligned margin:
+cos(tgt, text) - cos(neg, text); the negative is close to the reference without being it (or the
+target) and does not lead towards the target (target lead below a maximum: the change is not in
+it). "Being" an image is a cosine at or above a near-duplicate cut, one per negative kind and
+anchor (``Cuts``; the calibration command tunes every one of these rules).
 """
 from __future__ import annotations
 
@@ -30,12 +32,15 @@ class Anchors:
 @dataclass(frozen=True)
 class Cuts:
     """The image rules' thresholds: cos at or above a ``*_duplicate`` is that image; a text-aligned
-    negative must have cos(neg, ref) < cos(ref, tgt) + ``reference_slack``."""
+    negative's target lead must be above ``text_min_target_lead``, an image-aligned one's below
+    ``image_max_target_lead``."""
 
     text_target_duplicate: float = 0.97
+    text_reference_duplicate: float = 0.97
     image_reference_duplicate: float = 0.97
     image_target_duplicate: float = 0.97
-    reference_slack: float = 0.0
+    text_min_target_lead: float = 0.0
+    image_max_target_lead: float = 0.0
 
     @classmethod
     def of(cls, cfg) -> Cuts:
@@ -43,8 +48,14 @@ class Cuts:
         def cut(v):
             return cfg.near_duplicate if v is None else v
 
-        return cls(cut(cfg.text_aligned_max_target_similarity), cut(cfg.image_aligned_max_reference_similarity),
-                   cut(cfg.image_aligned_max_target_similarity), cfg.text_aligned_reference_slack)
+        return cls(cut(cfg.text_aligned_max_target_similarity), cut(cfg.text_aligned_max_reference_similarity),
+                   cut(cfg.image_aligned_max_reference_similarity), cut(cfg.image_aligned_max_target_similarity),
+                   cfg.text_aligned_min_target_lead, cfg.image_aligned_max_target_lead)
+
+
+def target_lead(neg: np.ndarray, a: Anchors) -> float:
+    """cos(neg, tgt) - cos(neg, ref): above 0 when the negative is nearer the target than the reference."""
+    return float(neg @ a.tgt - neg @ a.ref)
 
 
 def text_aligned_margin(neg: np.ndarray, a: Anchors) -> float:
@@ -56,10 +67,13 @@ def image_aligned_margin(neg: np.ndarray, a: Anchors) -> float:
 
 
 def check_text_aligned(neg: np.ndarray, a: Anchors, margin: float, cuts: Cuts) -> str | None:
-    """None when the negative fits the text better than the reference does, and is not the target."""
+    """None when the negative fits the text better than the reference does, is neither the target
+    nor the reference, and leads towards the target."""
     if float(neg @ a.tgt) >= cuts.text_target_duplicate:
         return "is_target"
-    if float(neg @ a.ref) >= a.ref_tgt + cuts.reference_slack:
+    if float(neg @ a.ref) >= cuts.text_reference_duplicate:
+        return "is_reference"
+    if target_lead(neg, a) <= cuts.text_min_target_lead:
         return "too_close_to_reference"
     if text_aligned_margin(neg, a) <= margin:
         return "text_margin_too_small"
@@ -67,7 +81,8 @@ def check_text_aligned(neg: np.ndarray, a: Anchors, margin: float, cuts: Cuts) -
 
 
 def check_image_aligned(neg: np.ndarray, a: Anchors, margin: float, min_ref_sim: float, cuts: Cuts) -> str | None:
-    """None when the negative is like the reference (not it, not the target) and fits the text worse than the target."""
+    """None when the negative is like the reference (not it, not the target, not leading towards the
+    target) and fits the text worse than the target."""
     sim = float(neg @ a.ref)
     if sim >= cuts.image_reference_duplicate:
         return "is_reference"
@@ -75,6 +90,8 @@ def check_image_aligned(neg: np.ndarray, a: Anchors, margin: float, min_ref_sim:
         return "is_target"
     if sim < min_ref_sim:
         return "too_far_from_reference"
+    if target_lead(neg, a) >= cuts.image_max_target_lead:
+        return "too_close_to_target"
     if image_aligned_margin(neg, a) <= margin:
         return "image_margin_too_small"
     return None

@@ -247,7 +247,7 @@ def reproduce(ctx: typer.Context):
 @filters_app.command("calibrate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def filters_calibrate(ctx: typer.Context):
     """Thresholds of the embedding-path filters and negative checks from a labelled sample, written as a
-    config snippet. Options: --labels FILE, --dataset DIR, --config, --min-precision, --out
+    config snippet. Options: --labels FILE, --dataset DIR, --config, --min-precision, --confidence, --out
     (see `python -m filters.calibrate --help` and docs/quality.md)."""
     from filters.calibrate import main as calibrate_main
 

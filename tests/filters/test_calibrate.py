@@ -8,7 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from filters.calibrate import RULES, calibrate, choose, embed_rows, features, load_labelled, main, rejects, snippet
+from filters.calibrate import (RULES, calibrate, choose, embed_rows, features, load_labelled, main, precision_recall,
+                               rejects, snippet)
 from pipeline.config import ConfigError
 from tests.generators.test_negatives import PixelEmbedder, vec_image
 
@@ -40,7 +41,7 @@ def labelled(n: int = 24) -> list[dict]:
 def test_calibration_separates_a_small_labelled_set():
     rows = labelled()
     f = features(embed_rows(rows, EMB))
-    res = calibrate(rows, f, min_precision=0.9)
+    res = calibrate(rows, f, min_precision=0.9, texts="rules")
     text, neg = res["label"], res["neg_text_aligned_label"]
     assert (text["precision"], text["recall"]) == (1.0, 1.0) and text["bad"] == 8
     assert (neg["precision"], neg["recall"]) == (1.0, 1.0)
@@ -49,6 +50,34 @@ def test_calibration_separates_a_small_labelled_set():
     assert (rejects(f, RULES["label"], list(text["thresholds"].values())) == bad).all()
     tree = snippet(res)
     assert set(tree) == {"filters", "negatives"} and "text_margin" in tree["negatives"]
+
+
+def test_the_combined_text_score_is_calibrated_into_the_filter_chain():
+    """texts="combined" (the default): a logistic regression over the four text scores, its
+    threshold chosen on the sample, the filters' own thresholds off; the snippet's filters section,
+    run as the chain, rejects the same rows on the sample."""
+    from filters.config import FiltersConfig
+    from filters.evaluate_filters import run_filters
+    from pipeline.config_base import deep_merge
+    from pipeline.stage import REJECT_COLUMN
+
+    rows = labelled()
+    emb = embed_rows(rows, EMB)
+    res = calibrate(rows, features(emb), min_precision=0.9)
+    text = res["label"]
+    assert (text["precision"], text["recall"]) == (1.0, 1.0)
+    th = text["thresholds"]
+    assert th["filters.clip_direction.min_score"] == -1.0 and th["filters.roundtrip.min_embedding_score"] == -1.0
+    assert set(th["filters.combined.weights"]) == {"roundtrip", "text_image_consistency", "clip_direction",
+                                                   "image_similarity"}
+    cfg = FiltersConfig.model_validate(deep_merge(FiltersConfig().model_dump(mode="json"),
+                                                  {**snippet(res)["filters"], "duplicates": {"enabled": False}}))
+    cols = ("triplet_id", "reference_id", "target_id", "modification_text", "reverse_text", "emb_reference",
+            "emb_target", "emb_text", "emb_text_direction", "emb_reverse_direction")
+    out = run_filters([{**{k: r.get(k) for k in cols}, "scores": {}, "reference_scene": None, "target_scene": None}
+                       for r in emb], cfg)
+    assert [bool(o[REJECT_COLUMN]) for o in out] == [r["label"] for r in rows]
+    assert all(o[REJECT_COLUMN] in ([], ["combined_score:combined_score_high"]) for o in out)
 
 
 def test_choose_combines_rules_that_catch_different_bad_rows():
@@ -61,6 +90,35 @@ def test_choose_combines_rules_that_catch_different_bad_rows():
     thr = choose(f, rules, bad, 0.9)
     assert 0.1 < thr[0] < 0.7 and 0.1 < thr[1] < 0.7
     assert (rejects(f, rules, thr) == bad).all()
+
+
+def test_the_precision_bound_is_wilson_and_tightens_with_fewer_labels():
+    from filters.calibrate import precision_bound
+
+    assert precision_bound(9, 10, 0.5) == pytest.approx(0.9)  # confidence 0.5: the precision itself
+    assert precision_bound(0, 0, 0.9) == 0.0
+    # Wilson's one-sided 90% bound of 9 / 10, worked by hand: z = 1.2816
+    z = 1.2815516
+    want = (0.9 + z * z / 20 - z * np.sqrt(0.09 / 10 + z * z / 400)) / (1 + z * z / 10)
+    assert precision_bound(9, 10, 0.9) == pytest.approx(want, abs=1e-6)
+    assert precision_bound(9, 10, 0.9) < precision_bound(90, 100, 0.9) < 0.9
+
+
+def test_the_choice_keeps_a_margin_on_both_goals_rather_than_the_edge_of_one():
+    """100 bad rows score 0-1, 100 good ones 0.7-3: the highest recall at precision 0.9 sits on
+    the precision edge (a sample that flatters it lands under 0.9 on new rows); the choice keeps
+    both goals (precision 0.9, recall 0.8) with room to spare."""
+    from filters.calibrate import Rule
+
+    x = np.concatenate([np.linspace(0, 1, 100), np.linspace(0.7, 3, 100)])
+    bad = np.arange(200) < 100
+    rules = (Rule("x", "k", "min", -1.0),)
+    (t,) = choose({"x": x}, rules, bad, 0.9, 0.8)
+    p, r = precision_recall(rejects({"x": x}, rules, [t]), bad)
+    edge = max((c for c in np.unique(x) if precision_recall(x < c, bad)[0] >= 0.9),
+               key=lambda c: precision_recall(x < c, bad)[1])
+    p_edge, r_edge = precision_recall(x < edge, bad)
+    assert p_edge < 0.91 < 0.92 <= p and 0.82 <= r < r_edge
 
 
 @pytest.fixture()
@@ -154,7 +212,9 @@ def test_cirforge_filters_calibrate_reports_a_bad_file_in_one_line(tmp_path):
 
 
 @pytest.mark.parametrize("overrides", [{}, {"near_duplicate": 0.9, "text_margin": 0.05, "image_margin": -0.1},
-                                       {"text_aligned_max_target_similarity": 0.8, "text_aligned_reference_slack": 0.1,
+                                       {"text_aligned_max_target_similarity": 0.8, "text_aligned_min_target_lead": -0.1,
+                                        "text_aligned_max_reference_similarity": 0.9,
+                                        "image_aligned_max_target_lead": 0.05,
                                         "image_aligned_max_reference_similarity": 0.85,
                                         "image_aligned_max_target_similarity": 1.01, "min_reference_similarity": 0.3}])
 def test_the_calibrated_rules_reject_exactly_what_the_photo_checks_reject(overrides):
@@ -201,6 +261,28 @@ def test_the_shipped_tiny_clip_thresholds_are_a_valid_config_snippet():
     f = validate_section(FiltersConfig, deep_merge(FiltersConfig().model_dump(mode="json"), snip["filters"]), "f")
     n = validate_section(NegativesConfig, deep_merge(NegativesConfig().model_dump(mode="json"), snip["negatives"]), "n")
     keys = {r.key for rules in RULES.values() for r in rules}
+    keys |= {f"filters.combined.{k}" for k in ("weights", "center", "bias", "max_p_bad")}  # texts: the combined score
     assert {f"negatives.{k}" for k in snip["negatives"]} | {f"filters.{a}.{b}" for a, v in snip["filters"].items()
                                                             for b in v} == keys
-    assert n.text_aligned_reference_slack == snip["negatives"]["text_aligned_reference_slack"] and f is not None
+    assert n.text_aligned_min_target_lead == snip["negatives"]["text_aligned_min_target_lead"]
+    assert f.combined.weights == snip["filters"]["combined"]["weights"]
+
+def test_the_combined_score_leaves_scene_rows_and_unembedded_rows_alone():
+    from filters.combined import CombinedScoreFilter
+    from filters.config import CombinedScoreConfig
+
+    cfg = {"weights": {"clip_direction": -10.0}, "center": {"clip_direction": 0.5}, "bias": 0.0, "max_p_bad": 0.5}
+    stage = CombinedScoreFilter(**cfg)
+    scores = [{"clip_direction": 0.0}] * 3  # p(bad) 0.993 each
+    import random
+
+    from pipeline.shapesworld import ShapesWorld
+    from pipeline.stage import REJECT_COLUMN
+
+    ref, tgt = ShapesWorld().sample_pair(random.Random(0))
+    batch = stage({"scores": scores, "emb_text": [[1.0], None, [1.0]],
+                   "reference_scene": [None, None, ref.to_json()], "target_scene": [None, None, tgt.to_json()]})
+    assert [s.get("combined_p_bad") is not None for s in batch["scores"]] == [True, False, False]
+    assert [bool(r) for r in batch[REJECT_COLUMN]] == [True, False, False]
+    with pytest.raises(ValueError, match="unknown score 'cosine'"):
+        CombinedScoreConfig(weights={"cosine": 1.0})

@@ -1,10 +1,11 @@
 """The embedding-path measurement: its labelled ShapesWorld rows carry known truth, its judge reports
-per part and kind, and the learned lever fits a separable set."""
+per part and kind, and the combined score's logistic regression fits a separable set."""
 import numpy as np
+import pytest
 
 from filters.calibrate import embed_rows, load_labelled
+from filters.combined import as_config, fit, p_bad, p_bad_array
 from filters.embedding_eval import IMAGE_ALIGNED_BAD, TEXT_ALIGNED_BAD, judge, make_labelled, write_sample
-from filters.learned import fit, p_bad
 from tests.filters.test_calibrate import EMB
 
 
@@ -51,8 +52,13 @@ def test_logistic_regression_separates_a_linear_set():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 2))
     y = (x[:, 0] - 2 * x[:, 1] > 0).astype(float)
-    p = p_bad(fit(x, y, l2=0.01), x)
-    assert ((p > 0.5) == (y > 0)).mean() > 0.97
+    x[0, 1] = np.nan  # a missing score counts at the sample's mean
+    cfg = as_config(fit(x, y, l2=0.01), ("a", "b"))
+    p = p_bad_array(cfg, {"a": x[:, 0], "b": x[:, 1]})
+    assert ((p[1:] > 0.5) == (y[1:] > 0)).mean() > 0.97
+    # the filter's per-row form agrees with the array form, a missing score included
+    rows = [{"a": a, "b": None if np.isnan(b) else b} for a, b in x[:20]]
+    assert [p_bad(r, cfg["weights"], cfg["center"], cfg["bias"]) for r in rows] == pytest.approx(p[:20], abs=1e-5)
 
 
 def test_the_trained_tiny_clip_reads_edits_on_held_out_rows(tmp_path):

@@ -188,7 +188,7 @@ def test_photo_edit_that_fails_the_margin_is_rejected(tmp_path):
     stage = NegativesStage(path, embedder=PixelEmbedder({"add green": TEXT}), editor=WrongEditor())
     out = run(stage, [photo_row()])
     assert sorted(out[REJECT_COLUMN][0]) == ["negatives:image_aligned_is_reference",
-                                             "negatives:text_aligned_too_close_to_reference"]
+                                             "negatives:text_aligned_is_reference"]
 
 
 def test_stage_specs_follow_the_config(tmp_path):
