@@ -10,13 +10,11 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import subprocess
-import sys
 import tempfile
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
-from pipeline import ray_watch
+from pipeline import run_watch
 from pipeline.env import set_defaults
 from pipeline.shards import ShardWriter
 from pipeline.stage import Batch, Columns, Stage, batch_len, nulls, to_list
@@ -218,7 +216,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start a local Ray (or join ``address``) once per process.
 
     A local Ray is owned by the run: it gets a temp dir of its own, and a watcher in its own
-    session (``ray_watch.py``) kills every process of it once this process is gone, even by a
+    session (``run_watch.py``) kills every process of it once this process is gone, even by a
     SIGKILL of it or of its process group."""
     import ray
 
@@ -236,21 +234,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     # short and under /tmp: Ray's unix socket paths under the temp dir must stay under 107 bytes
     temp_dir = tempfile.mkdtemp(prefix="cf-ray-", dir="/tmp")
-    _WATCHERS.append(watch_ray(temp_dir))
+    run_watch.watch(temp_dir)  # without /proc, Ray's own fate sharing is all there is
     ray.init(num_cpus=num_cpus, include_dashboard=False, _temp_dir=temp_dir, **kw)
-
-
-_WATCHERS: list = []  # held: a watcher outlives this process on purpose
-
-
-def watch_ray(temp_dir: str) -> subprocess.Popen | None:
-    """Start the watcher of this process's local Ray (Linux: it reads /proc)."""
-    started = ray_watch.start_time(os.getpid())
-    if started is None:  # no /proc: Ray's own fate sharing is all there is
-        return None
-    return subprocess.Popen([sys.executable, ray_watch.__file__, str(os.getpid()), started, temp_dir],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, close_fds=True)
 
 
 def _quiet_ray_data() -> None:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import sys
 from pathlib import Path
 from typing import Optional
@@ -80,6 +81,7 @@ def generate(
 
         manifest = complete_manifest(cfg)  # finished already: no flow server, no Ray, no mining
         if manifest is None and flow:
+            _own_flow_server()
             from flows.generate import generate_flow
 
             manifest = generate_flow(str(config), executor=executor, overrides=_overrides(set_ or []))
@@ -101,6 +103,15 @@ def _require_backend(cfg) -> None:
             require_vllm()
         except ImportError as err:
             _fail(str(err))
+
+
+def _own_flow_server() -> None:
+    """Before a flow starts Prefect's temporary API server (no PREFECT_API_URL: a uvicorn child
+    that Prefect stops only at a clean exit), own what this process starts: a watcher kills it
+    once this process is gone, even by SIGKILL (``pipeline/run_watch.py``)."""
+    from pipeline.run_watch import own_children
+
+    own_children()
 
 
 def _require_dataset(dataset: Path) -> None:
@@ -174,6 +185,7 @@ def train(
     _require_dataset(dataset)
     if config is not None and not config.is_file():
         _fail(f"--config {config}: file not found")
+    _own_flow_server()
     try:
         metrics = train_flow(str(dataset), str(out), str(config) if config else None, _overrides(set_ or []))
     except (ValueError, FileNotFoundError) as err:
@@ -286,7 +298,15 @@ def export_cmd(
     typer.echo(f"wrote {out} ({format}): {per}")
 
 
+def _terminate(signum, frame) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main() -> None:
+    # SIGTERM ends the run the way Ctrl-C does: finally blocks and atexit run (they stop Prefect's
+    # temporary server and Ray). Python's default would end the process on the spot, and so does
+    # Prefect, which hands a SIGTERM on to the handler it found once it marked the flow run Crashed.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         app()
     except KeyboardInterrupt:
