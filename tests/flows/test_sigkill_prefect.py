@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from tests.flows.small import small_config
-from tests.flows.test_sigkill_ray import MARK, marked, wait_for
+from tests.flows.test_sigkill_ray import MARK, clean_up, marked, wait_for
 
 
 def cmdline(pid: int) -> str:
@@ -83,11 +83,4 @@ def test_signal_leaves_no_prefect_server(tmp_path: Path, sig: signal.Signals):
         if sig == signal.SIGTERM:
             assert "Crashed" in tail(), tail()
     finally:
-        for pid in marked(mark):  # never leave our own processes behind, pass or fail
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        clean_up(mark, proc)

@@ -53,6 +53,18 @@ def wait_for(what, timeout: float, step: float = 0.3):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("target", ["group", "process"])
+def clean_up(mark: str, proc: subprocess.Popen) -> None:
+    """Never leave our own processes behind, pass or fail: every marked one, and the run's group."""
+    for pid in marked(mark):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+
+
 def test_sigkill_leaves_no_ray_process(tmp_path: Path, target: str):
     mark = uuid.uuid4().hex
     cfg = small_config(tmp_path, families=80, rows_per_unit=8)
@@ -76,11 +88,4 @@ def test_sigkill_leaves_no_ray_process(tmp_path: Path, target: str):
         gone = wait_for(lambda: not marked(mark), timeout=30)
         assert gone, f"left alive 30 s after SIGKILL of the {target}: {marked(mark)}"
     finally:
-        for pid in marked(mark):  # never leave our own processes behind, pass or fail
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=30)
+        clean_up(mark, proc)
