@@ -10,7 +10,8 @@ triplet and any of three label columns, each ``good`` or ``bad`` (empty: not lab
 JSONL or CSV: ``triplet_id`` plus labels; the images and texts come from ``--dataset`` (its kept
 and rejected shards). Parquet: the same, or whole rows (images, texts, labels) with no dataset.
 The thresholds that meet ``--min-precision`` and ``--min-recall`` on the sample with the widest
-margin (texts: the combined score of filters/combined.py) are written as a config snippet. Run: ``python -m filters.calibrate --labels FILE [--dataset DIR] --out thresholds.yaml``.
+margin (texts: the combined score of filters/combined.py) are written as a config snippet. Run:
+``python -m filters.calibrate --labels FILE [--dataset DIR] --out thresholds.yaml``.
 """
 from __future__ import annotations
 
@@ -245,16 +246,16 @@ def _candidates(x: np.ndarray, cap: int = 96) -> np.ndarray:
     return np.unique(np.quantile(mids, np.linspace(0, 1, cap))) if len(mids) > cap else mids
 
 
-def precision_bound(tp: int, rejected: int, confidence: float) -> float:
-    """Lower confidence bound of a precision of tp / rejected (Wilson score, one-sided); 0 when nothing
-    is rejected. At confidence 0.5 it is the precision itself."""
-    if rejected == 0:
+def rate_bound(k: int, n: int, confidence: float) -> float:
+    """Lower confidence bound of a rate k / n (a precision, a recall; Wilson score, one-sided); 0 when
+    n is 0. At confidence 0.5 it is the rate itself."""
+    if n == 0:
         return 0.0
     z = NormalDist().inv_cdf(confidence)
-    p = tp / rejected
-    centre = p + z * z / (2 * rejected)
-    spread = z * np.sqrt(p * (1 - p) / rejected + z * z / (4 * rejected * rejected))
-    return float((centre - spread) / (1 + z * z / rejected))
+    p = k / n
+    centre = p + z * z / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return float((centre - spread) / (1 + z * z / n))
 
 
 def choose(f: dict[str, np.ndarray], rules: tuple[Rule, ...], bad: np.ndarray, min_precision: float,
@@ -271,7 +272,7 @@ def choose(f: dict[str, np.ndarray], rules: tuple[Rule, ...], bad: np.ndarray, m
     def bounds(thr):
         rej = rejects(f, rules, thr)
         tp = int((rej & bad).sum())
-        return precision_bound(tp, int(rej.sum()), confidence), precision_bound(tp, n_bad, confidence)
+        return rate_bound(tp, int(rej.sum()), confidence), rate_bound(tp, n_bad, confidence)
 
     def margin(thr):
         p, r = bounds(thr)
@@ -322,7 +323,7 @@ def calibrate(rows: list[dict], f: dict[str, np.ndarray], min_precision: float =
             thresholds, rej = {rule.key: t for rule, t in zip(rules, thr)}, rejects(sub, rules, thr)
         p, r = precision_recall(rej, bad)
         tp = int((rej & bad).sum())
-        pb, rb = precision_bound(tp, int(rej.sum()), confidence), precision_bound(tp, int(bad.sum()), confidence)
+        pb, rb = rate_bound(tp, int(rej.sum()), confidence), rate_bound(tp, int(bad.sum()), confidence)
         out[part] = {"labelled": len(idx), "bad": int(bad.sum()), "precision": round(p, 4), "recall": round(r, 4),
                      "precision_bound": round(pb, 4), "recall_bound": round(rb, 4),
                      "goal_met": pb >= min_precision and rb >= min_recall,  # else the nearest the rules get

@@ -92,16 +92,16 @@ def test_choose_combines_rules_that_catch_different_bad_rows():
     assert (rejects(f, rules, thr) == bad).all()
 
 
-def test_the_precision_bound_is_wilson_and_tightens_with_fewer_labels():
-    from filters.calibrate import precision_bound
+def test_the_rate_bound_is_wilson_and_tightens_with_fewer_labels():
+    from filters.calibrate import rate_bound
 
-    assert precision_bound(9, 10, 0.5) == pytest.approx(0.9)  # confidence 0.5: the precision itself
-    assert precision_bound(0, 0, 0.9) == 0.0
+    assert rate_bound(9, 10, 0.5) == pytest.approx(0.9)  # confidence 0.5: the rate itself
+    assert rate_bound(0, 0, 0.9) == 0.0
     # Wilson's one-sided 90% bound of 9 / 10, worked by hand: z = 1.2816
     z = 1.2815516
     want = (0.9 + z * z / 20 - z * np.sqrt(0.09 / 10 + z * z / 400)) / (1 + z * z / 10)
-    assert precision_bound(9, 10, 0.9) == pytest.approx(want, abs=1e-6)
-    assert precision_bound(9, 10, 0.9) < precision_bound(90, 100, 0.9) < 0.9
+    assert rate_bound(9, 10, 0.9) == pytest.approx(want, abs=1e-6)
+    assert rate_bound(9, 10, 0.9) < rate_bound(90, 100, 0.9) < 0.9
 
 
 def test_the_choice_keeps_a_margin_on_both_goals_rather_than_the_edge_of_one():
