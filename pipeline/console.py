@@ -6,6 +6,7 @@ is spared.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -66,6 +67,19 @@ class Phase:
                 self.progress.update(self.task, total=total, completed=total)
             self.progress.stop()
             Phase.active = None
+
+
+@contextlib.contextmanager
+def paused():
+    """The live phase's display stopped while a subprocess draws its own (the generator trained in processes)."""
+    live = Phase.active.progress if Phase.active else None
+    if live:
+        live.stop()
+    try:
+        yield
+    finally:
+        if live:
+            live.start()
 
 
 class Bar:

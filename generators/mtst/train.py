@@ -10,9 +10,14 @@ import argparse
 import json
 import logging
 import math
+import os
+import socket
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
@@ -66,6 +71,8 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
     if (final / META_FILE).is_file():
         losses = json.loads((run_dir / "loss.json").read_text())["loss"]
         return TrainResult(final, run_dir, len(losses), True, time.perf_counter() - t0, losses)
+    if cfg.train.processes > 1 and not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", 1)) == 1:
+        return _train_in_processes(cfg, seed_set, stop_after)
     if cfg.train.num_threads:
         torch.set_num_threads(cfg.train.num_threads)
 
@@ -75,8 +82,11 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
     ckpt = last_checkpoint(run_dir)
     captions = _caption_set(cfg) if ckpt is None else None
     model = _initial_model(cfg, data, captions) if ckpt is None else MTSTGenerator.from_pretrained(ckpt, merge_lora=False)
+    accelerator = make_accelerator(cfg.train)
     if captions is not None:  # a resumed run has this stage in its checkpoint already
-        _warn_if_scenes_not_learned(_caption_stage(model, cfg, *captions))
+        losses = _caption_stage(model, cfg, *captions, accelerator)
+        if accelerator.is_main_process:
+            _warn_if_scenes_not_learned(losses)
     if cfg.train.lora_rank and model.lora is None:
         add_lora(model, cfg.train.lora_rank, cfg.train.lora_alpha, cfg.train.lora_targets)
     if cfg.train.dropout is not None:
@@ -86,7 +96,6 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
     frozen_vision = cfg.train.freeze_vision and model.train_all
     if frozen_vision:
         model.vision_model.requires_grad_(False)
-    accelerator = make_accelerator(cfg.train)
     hold_frozen_in(model, accelerator)
     model.to(accelerator.device)
     model.train()
@@ -173,6 +182,33 @@ def train_mtst(cfg: MTSTConfig, seed_set: SeedSet | None = None, *, stop_after: 
                        time.perf_counter() - t0, losses, info)
 
 
+def _train_in_processes(cfg: MTSTConfig, seed_set: SeedSet | None, stop_after: int | None) -> TrainResult:
+    """``train.processes`` CPU processes (DDP over gloo, ``accelerate launch``, ``num_threads`` or 1 thread
+    each) train the run into its cache folder; this process then reads it back from there."""
+    if seed_set is not None or stop_after is not None:
+        raise ValueError("train.processes > 1 trains the seed set the config names, to the end: pass no "
+                         "seed_set or stop_after, or set train.processes: 1")
+    t0 = time.perf_counter()
+    one = cfg.model_copy(update={"train": cfg.train.model_copy(update={"processes": 1})})  # the same run_dir
+    with socket.socket() as s:  # a free port for the processes to meet on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    from pipeline import console
+
+    with tempfile.TemporaryDirectory() as tmp, console.paused():  # the main process draws its own bars
+        conf = Path(tmp) / "mtst.yaml"
+        conf.write_text(json.dumps({"mtst": one.model_dump(mode="json")}))  # JSON is YAML
+        subprocess.run([sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                        str(cfg.train.processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend",
+                        "no", "--main_process_port", str(port), "-m", "generators.mtst.train", "--config", str(conf)],
+                       check=True, env={**os.environ, "OMP_NUM_THREADS": str(cfg.train.num_threads or 1),
+                                        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2]),
+                                                                       os.environ.get("PYTHONPATH", "")])})
+    res = train_mtst(one)
+    info = json.loads((res.model_dir / TRAIN_INFO).read_text())
+    return replace(res, cached=False, seconds=time.perf_counter() - t0, info=info)
+
+
 def seed_set_info(cfg: MTSTConfig, data: SeedSet) -> dict:
     """What the model learned from, for ``train_info.json`` beside it; skipped triplets are printed."""
     seed = data.summary() if isinstance(data, FileSeedSet) else {
@@ -207,14 +243,17 @@ def _caption_set(cfg: MTSTConfig) -> tuple[np.ndarray, list[str]] | None:
     return shapesworld_captions(cfg.train.caption_images, seed=cfg.data.seed, image_size=cfg.data.image_size)
 
 
-def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, captions: list[str]) -> list[float]:
+def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, captions: list[str],
+                   accelerator=None) -> list[float]:
     """Stage 1, BLIP-2's generative pretraining in miniature: the model captions single scenes.
 
     Reference and target are the same image and the text is its caption, so the Q-Former queries
     learn to carry each object (shape, color, size, cell) before the pair training asks what changed.
     Trained from scratch on the pair texts alone, the tiny model's queries kept only the background.
+    Several processes split each batch (``rank::world``) and average their gradients, as DDP would.
     """
     t = cfg.train
+    rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator else (0, 1)
     pixels = torch.from_numpy(_resized(images, model.config.vision_config.image_size))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=t.lr, weight_decay=t.weight_decay)
@@ -222,15 +261,17 @@ def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, ca
     losses = []
     from pipeline import console
 
-    bar = console.bar("caption steps", t.caption_steps, on=t.progress)
+    bar = console.bar("caption steps", t.caption_steps, on=t.progress and rank == 0)
     for step in range(t.caption_steps):
-        idx = rng.integers(0, len(captions), size=t.caption_batch_size)
+        idx = rng.integers(0, len(captions), size=t.caption_batch_size)[rank::world]
         for g in opt.param_groups:
             g["lr"] = t.lr * min(1.0, (step + 1) / max(1, t.warmup_steps))
         feats = model.encode_images(_normalize(model, pixels[idx]))
         loss = model.loss(feats, feats, [captions[i] for i in idx])
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if world > 1:
+            loss = _mean_gradients(accelerator, params, loss)
         torch.nn.utils.clip_grad_norm_(params, t.grad_clip)
         opt.step()
         losses.append(float(loss.detach()))
@@ -238,6 +279,15 @@ def _caption_stage(model: MTSTGenerator, cfg: MTSTConfig, images: np.ndarray, ca
         bar.set_postfix(loss=f"{losses[-1]:.3f}")
     bar.close()
     return losses
+
+
+def _mean_gradients(accelerator, params, loss: torch.Tensor) -> torch.Tensor:
+    """The processes' gradients and losses averaged in one all-reduce; returns the mean loss."""
+    used = [p for p in params if p.grad is not None]  # the same parameters on every process
+    flat = accelerator.reduce(torch.cat([*(p.grad.reshape(-1) for p in used), loss.detach().reshape(1)]), "mean")
+    for p, g in zip(used, flat[:-1].split([p.numel() for p in used])):
+        p.grad.copy_(g.view_as(p.grad))
+    return flat[-1]
 
 
 def _warn_if_scenes_not_learned(losses: list[float]) -> None:
@@ -335,7 +385,8 @@ def main(argv: list[str] | None = None) -> None:
         ap.error(str(err))
     res = train_mtst(cfg)
     state = "cached" if res.cached else f"trained in {res.seconds:.0f} s"
-    print(f"model: {res.model_dir} ({state}, {res.steps} steps, last loss {res.losses[-1]:.4f})")
+    if int(os.environ.get("RANK", 0)) == 0:  # under accelerate launch: the first process only
+        print(f"model: {res.model_dir} ({state}, {res.steps} steps, last loss {res.losses[-1]:.4f})")
 
 
 if __name__ == "__main__":

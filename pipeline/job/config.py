@@ -74,7 +74,7 @@ class RunConfig(Section):
         """Hash of everything that changes rows (not where they are written, not runtime)."""
         d = self.model_dump(mode="json", exclude={
             "out_dir": True, "cache_dir": True, "runtime": True,
-            "generator": {"mtst": {"train": {"cache_dir", "progress", "num_threads", "checkpoint_every"},
+            "generator": {"mtst": {"train": {"cache_dir", "progress", "num_threads", "processes", "checkpoint_every"},
                                    "infer": {"device", "batch_size", "vllm_gpu_memory_utilization"}}}})
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -46,3 +46,18 @@ def test_bf16_mixed_precision_trains_on_cpu_and_the_next_run_can_go_back(tmp_pat
     assert all(np.isfinite(bf16.losses)) and bf16.info["mixed_precision"] == "bf16"
     fp32 = train_mtst(_config(tmp_path / "fp32", mixed_precision="no", epochs=1), seed_set)
     assert fp32.losses != bf16.losses
+
+
+def test_two_cpu_processes_train_the_run_one_process_would(tmp_path):
+    """train.processes: 2 launches two one-thread processes (DDP over gloo, both stages split over them)
+    that train into the cache folder a one-process run uses; the loss curves nearly agree."""
+    def cfg(name, processes):
+        train = {"epochs": 1, "batch_size": 8, "lr": 3e-3, "warmup_steps": 2, "caption_steps": 3, "caption_batch_size": 8,
+                 "caption_images": 16, "progress": False, "cache_dir": str(tmp_path / name), "processes": processes}
+        return MTSTConfig(model=SMALL.model_copy(update={"image_size": 32}), data={"n_triplets": 48, "image_size": 32},
+                          train=train)
+
+    two, one = train_mtst(cfg("two", 2)), train_mtst(cfg("one", 1))
+    assert not two.cached and two.steps == one.steps == 6 and two.info["seed_set"]["triplets"] == 48
+    assert two.run_dir.name == one.run_dir.name and (two.model_dir / "train_info.json").is_file()
+    assert np.allclose(two.losses, one.losses, atol=0.05)  # each process averages its own half's tokens
