@@ -51,8 +51,6 @@ def wait_for(what, timeout: float, step: float = 0.3):
     return what()
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("target", ["group", "process"])
 def clean_up(mark: str, proc: subprocess.Popen) -> None:
     """Never leave our own processes behind, pass or fail: every marked one, and the run's group."""
     for pid in marked(mark):
@@ -65,6 +63,8 @@ def clean_up(mark: str, proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["group", "process"])
 def test_sigkill_leaves_no_ray_process(tmp_path: Path, target: str):
     mark = uuid.uuid4().hex
     cfg = small_config(tmp_path, families=80, rows_per_unit=8)
