@@ -259,7 +259,8 @@ def reproduce(ctx: typer.Context):
 @filters_app.command("calibrate", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def filters_calibrate(ctx: typer.Context):
     """Thresholds of the embedding-path filters and negative checks from a labelled sample, written as a
-    config snippet. Options: --labels FILE, --dataset DIR, --config, --min-precision, --confidence, --out
+    config snippet. Options: --labels FILE, --dataset DIR, --config, --min-precision, --min-recall, --confidence,
+    --texts combined|rules, --out
     (see `python -m filters.calibrate --help` and docs/quality.md)."""
     from filters.calibrate import main as calibrate_main
 
