@@ -10,8 +10,6 @@ unscored here.
 """
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from filters.base import EMB_TEXT, SCENE_COLUMNS, Filter, scenes_of
@@ -53,15 +51,6 @@ def p_bad_array(cfg: dict, f: dict[str, np.ndarray]) -> np.ndarray:
     return 1 / (1 + np.exp(-np.clip(logit, -60, 60)))
 
 
-def p_bad(scores: dict, weights: dict[str, float], center: dict[str, float], bias: float) -> float | None:
-    """The model's probability that the text is bad, or None when the row has none of its scores."""
-    seen = [k for k in weights if scores.get(k) is not None]
-    if not seen:
-        return None
-    logit = bias + sum(weights[k] * (float(scores[k]) - center.get(k, 0.0)) for k in seen)
-    return 1.0 / (1.0 + math.exp(-max(min(logit, 60.0), -60.0)))
-
-
 class CombinedScoreFilter(Filter):
     """Rejects a photo row whose combined p(bad) is at or above ``max_p_bad``; runs after the scorers."""
 
@@ -70,11 +59,18 @@ class CombinedScoreFilter(Filter):
     reason = "combined_score_high"
     optional_reads = Filter.optional_reads + SCENE_COLUMNS + (EMB_TEXT,)
 
-    def score_row(self, row: dict) -> float | None:
-        if scenes_of(row) is not None or row.get(EMB_TEXT) is None:
-            return None
-        c = self.config
-        return p_bad(row.get("scores") or {}, c.get("weights") or {}, c.get("center") or {}, c.get("bias", 0.0))
+    def score_rows(self, rows: list[dict]) -> list[float | None]:
+        """The batch's p(bad) in one go (the calibration's own formula); None for a row it does not judge
+        or that has none of the weighted scores."""
+        c = {"weights": self.config.get("weights") or {}, "center": self.config.get("center") or {},
+             "bias": self.config.get("bias", 0.0)}
+        if not rows or not c["weights"]:
+            return [None] * len(rows)
+        scores = [row.get("scores") or {} for row in rows]
+        f = {k: np.array([np.nan if s.get(k) is None else float(s[k]) for s in scores]) for k in c["weights"]}
+        p = p_bad_array(c, f)
+        return [None if scenes_of(row) is not None or row.get(EMB_TEXT) is None
+                or all(np.isnan(f[k][i]) for k in f) else float(p[i]) for i, row in enumerate(rows)]
 
     def keep(self, score: float, row: dict) -> bool:
         return score < self.config.get("max_p_bad", 1.01)

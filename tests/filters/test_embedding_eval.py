@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from filters.calibrate import embed_rows, load_labelled
-from filters.combined import as_config, fit, p_bad, p_bad_array
+from filters.combined import CombinedScoreFilter, as_config, fit, p_bad_array
 from filters.embedding_eval import IMAGE_ALIGNED_BAD, TEXT_ALIGNED_BAD, judge, make_labelled, write_sample
 from tests.filters.test_calibrate import EMB
 
@@ -56,9 +56,9 @@ def test_logistic_regression_separates_a_linear_set():
     cfg = as_config(fit(x, y, l2=0.01), ("a", "b"))
     p = p_bad_array(cfg, {"a": x[:, 0], "b": x[:, 1]})
     assert ((p[1:] > 0.5) == (y[1:] > 0)).mean() > 0.97
-    # the filter's per-row form agrees with the array form, a missing score included
-    rows = [{"a": a, "b": None if np.isnan(b) else b} for a, b in x[:20]]
-    assert [p_bad(r, cfg["weights"], cfg["center"], cfg["bias"]) for r in rows] == pytest.approx(p[:20], abs=1e-5)
+    # the filter scores rows with the same formula, a missing score included
+    rows = [{"scores": {"a": a, "b": None if np.isnan(b) else b}, "emb_text": [1.0]} for a, b in x[:20]]
+    assert CombinedScoreFilter(**cfg).score_rows(rows) == pytest.approx(p[:20], abs=1e-5)
 
 
 def test_the_trained_tiny_clip_reads_edits_on_held_out_rows(tmp_path):
