@@ -36,6 +36,13 @@ class InstructPix2PixConfig(Section):
     fuse_qkv: bool = Field(True, description="fuse the attention q/k/v projections (cuda)")
 
 
+def _same_image_cut(kind: str, anchor: str):
+    """A per-kind, per-anchor near-duplicate cut (photos): unset falls back to ``near_duplicate``."""
+    article = "an" if kind[0] in "aeiou" else "a"
+    return Field(None, ge=-1, le=1.01, description=f"photos: {article} {kind} negative with cos to the {anchor} at "
+                 f"or above this is the {anchor} (unset: near_duplicate; above 1: never)")
+
+
 class NegativesConfig(Section):
     """FBCIR hard negatives: mined from the pool first, else made with an image edit, always verified."""
 
@@ -53,21 +60,13 @@ class NegativesConfig(Section):
     min_reference_similarity: float = Field(0.6, ge=-1, le=1, description="photos: image-aligned negative's "
                                                                           "cos to the reference at least this")
     near_duplicate: float = Field(0.97, ge=-1, le=1, description="photos: cos at or above this is the same image")
-    text_aligned_max_target_similarity: float | None = Field(
-        None, ge=-1, le=1.01, description="photos: a text-aligned negative with cos to the target at or above this "
-                                          "is the target (unset: near_duplicate; above 1: never)")
-    text_aligned_max_reference_similarity: float | None = Field(
-        None, ge=-1, le=1.01, description="photos: a text-aligned negative with cos to the reference at or above "
-                                          "this is the reference (unset: near_duplicate; above 1: never)")
+    text_aligned_max_target_similarity: float | None = _same_image_cut("text-aligned", "target")
+    text_aligned_max_reference_similarity: float | None = _same_image_cut("text-aligned", "reference")
     text_aligned_min_target_lead: float = Field(
         0.0, ge=-2, le=2, description="photos: a text-aligned negative's cos(neg,tgt) - cos(neg,ref) above this "
                                       "(nearer the target than the reference: the change is in it; -2: off)")
-    image_aligned_max_reference_similarity: float | None = Field(
-        None, ge=-1, le=1.01, description="photos: an image-aligned negative with cos to the reference at or above "
-                                          "this is the reference (unset: near_duplicate; above 1: never)")
-    image_aligned_max_target_similarity: float | None = Field(
-        None, ge=-1, le=1.01, description="photos: an image-aligned negative with cos to the target at or above "
-                                          "this is the target (unset: near_duplicate; above 1: never)")
+    image_aligned_max_reference_similarity: float | None = _same_image_cut("image-aligned", "reference")
+    image_aligned_max_target_similarity: float | None = _same_image_cut("image-aligned", "target")
     image_aligned_max_target_lead: float = Field(
         0.0, ge=-2, le=2, description="photos: an image-aligned negative's cos(neg,tgt) - cos(neg,ref) below this "
                                       "(not nearer the target than the reference: the change is not in it; 2: off)")
