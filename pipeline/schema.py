@@ -10,7 +10,7 @@ import json
 
 import pyarrow as pa
 
-CONTRACT_VERSION = "1.0"
+CONTRACT_VERSION = "1.1"
 
 IMAGE_STRUCT = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 
@@ -24,6 +24,7 @@ SCORE_FIELDS = (
     "duplicate",
     "neg_text_aligned_margin",
     "neg_image_aligned_margin",
+    "combined_p_bad",
 )
 SCORES_STRUCT = pa.struct([(f, pa.float32()) for f in SCORE_FIELDS])
 

@@ -47,6 +47,9 @@ def photo_config(setup, name: str):
         "negatives": {"editor": "instruct_pix2pix", "max_candidates": 8,
                       "instruct_pix2pix": {"model": str(setup["ip2p"]), "device": "cpu", "dtype": "float32",
                                            "resolution": 64, "steps": 2, "batch_size": 4}},
+        # a calibrated combined text score (filters/combined.py) in the chain: p(bad) from the CLIP direction
+        "filters": {"combined": {"weights": {"clip_direction": -8.0}, "center": {"clip_direction": 0.0},
+                                 "bias": 0.0, "max_p_bad": 0.5}},
         "runtime": {"num_cpus": 2, "progress": False},
     }
     path = setup["root"] / f"{name}.yaml"
@@ -65,6 +68,13 @@ def rows_of(dataset) -> dict[str, dict]:
     return {r["triplet_id"]: r for r in table}
 
 
+def combined_scores(dataset) -> int:
+    """How many rows carry the combined text score."""
+    files = sorted(str(p) for p in dataset.glob("*/**/part-*.parquet"))
+    scores = pads.dataset(files, format="parquet").to_table(columns=["scores"]).to_pylist()
+    return sum((r["scores"] or {}).get("combined_p_bad") is not None for r in scores)
+
+
 def test_photos_give_the_same_rows_on_ray_through_the_flow_and_locally(setup, ray_local, monkeypatch):
     monkeypatch.setenv("PREFECT_HOME", str(setup["root"] / "prefect"))
     local = generate(load_config(photo_config(setup, "local")), executor="local", progress=False)
@@ -77,6 +87,7 @@ def test_photos_give_the_same_rows_on_ray_through_the_flow_and_locally(setup, ra
     # the photo path ran: texts from the MTST model, negatives mined or edited, CLIP filters scored
     assert any(r["modification_text"] for r in want.values())
     assert any(r["neg_text_aligned_source"] or r["neg_image_aligned_source"] for r in want.values())
+    assert combined_scores(out / "local") > 0  # the combined score judged photo rows
     for manifest, name in ((on_ray, "ray"), (flow, "flow")):
         assert manifest["state"] == "complete"
         assert manifest["rows"] == local["rows"] and manifest["reject_reasons"] == local["reject_reasons"]
