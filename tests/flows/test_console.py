@@ -8,7 +8,8 @@ from tests.flows.small import small_config
 from tests.servers import prefect_env
 
 CHATTER = ("HTTP Request:", "Starting temporary server", "Beginning flow run", "Finished in state",
-           "Running Dataset", "Total Progress", "Started a local Ray instance", "streaming_executor")
+           "Running Dataset", "Total Progress", "Started a local Ray instance", "streaming_executor",
+           "constructor arguments in the object store")
 
 
 def cirforge(*args, home) -> str:
