@@ -27,8 +27,6 @@ MTST_ARCH = 5
 _TRAIN_ADDED = {"dropout": None, "freeze_vision": False, "permute_attributes": 0.0, "mixed_precision": "auto",
                 "grad_accum": 1, "lora_rank": None, "lora_alpha": 16.0, "lora_targets": ("q_proj", "v_proj"),
                 "gradient_checkpointing": False}
-# Model options added after MTST_ARCH 5, with the value that builds the model as before they existed.
-_MODEL_ADDED = {"region_tokens": False}
 # Seed-set options added after MTST_ARCH 5 (the ShapesWorld default hashes as before).
 _DATA_ADDED = {"kind": "shapesworld", "path": None, "split": "train", "categories": None, "limit": None,
                "read_reverse": False}
@@ -69,10 +67,6 @@ class MTSTModelConfig(Section):
     interleave_prefix: bool = Field(
         True, description="tiny: the LLM prefix region by region (ref q_i, target q_i, joint q_i, ...) instead of "
         "block by block (all ref queries, all target, all joint); meant for region queries (query_grid)",
-    )
-    region_tokens: bool = Field(
-        False, description="tiny: one LLM token per region, proj([ref q_i; target q_i; joint q_i]), instead of "
-        "three (a third of the visual prefix; the projection compares the region's queries)",
     )
     llm_hidden: int = Field(128, ge=8, description="tiny LLM width; head_dim = llm_hidden / llm_heads = 64 for vLLM CPU")
     llm_layers: int = Field(2, ge=1)
@@ -268,12 +262,12 @@ class MTSTConfig(Section):
         how = {"cache_dir", "progress", "num_threads", "processes", "checkpoint_every"}  # where and how, not what
         train = self.train.model_dump(mode="json", exclude=how)
         data = self.data.model_dump(mode="json")
-        model = self.model.model_dump(mode="json")
-        for part, added in ((train, _TRAIN_ADDED), (data, _DATA_ADDED), (model, _MODEL_ADDED)):
-            for k, neutral in added.items():  # options added later hash as before while they change nothing
+        for added in (_TRAIN_ADDED, _DATA_ADDED):  # options added later hash as before while they change nothing
+            part = train if added is _TRAIN_ADDED else data
+            for k, neutral in added.items():
                 if part[k] == (list(neutral) if isinstance(neutral, tuple) else neutral):
                     del part[k]
-        d = {"arch": MTST_ARCH, "model": model, "data": data, "train": train}
+        d = {"arch": MTST_ARCH, "model": self.model.model_dump(mode="json"), "data": data, "train": train}
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
 
 

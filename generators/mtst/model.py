@@ -5,12 +5,10 @@ a third Q-Former pass over both images' patches, and the LLM reads
 ``[proj(ref queries); proj(target queries); proj(joint queries); instruction]`` and writes the
 text. The reverse text is the same model on (target, reference).
 
-Options of the tiny ShapesWorld model, off for a checkpoint unless saved with it:
-``joint_difference`` adds a third block of (target - reference) patches to the joint pass,
+Two options of the tiny ShapesWorld model, off for a checkpoint unless saved with it:
+``joint_difference`` adds a third block of (target - reference) patches to the joint pass, and
 ``interleave`` orders the LLM prefix region by region (ref q_i, target q_i, joint q_i) instead of
-block by block, for region queries (``query_grid``), where query i of every pass is region i, and
-``region_tokens`` makes those three one LLM token, proj([ref q_i; target q_i; joint q_i]) (tiny only:
-a checkpoint's projection reads one query a token).
+block by block, for region queries (``query_grid``), where query i of every pass is region i.
 """
 from __future__ import annotations
 
@@ -53,7 +51,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([.,;:!?])")
 # How the parts are wired, beyond the InstructBLIP config: constructor arguments saved in META_FILE,
 # with the value a model saved before each of them had.
-LAYOUT = {"query_grid": None, "joint_difference": False, "interleave": False, "region_tokens": False}
+LAYOUT = {"query_grid": None, "joint_difference": False, "interleave": False}
 
 
 @dataclass
@@ -88,17 +86,12 @@ class MTSTGenerator(nn.Module):
         query_grid: int | None = None,
         joint_difference: bool = False,
         interleave: bool = False,
-        region_tokens: bool = False,
     ):
         super().__init__()
         self.config = config
         self.query_grid = query_grid
         self.joint_difference = bool(joint_difference)
         self.interleave = bool(interleave)
-        self.region_tokens = bool(region_tokens)
-        if self.region_tokens and parts is not None:
-            raise ValueError("region_tokens is for the tiny model: a checkpoint's language projection reads one "
-                             "query a token (set model.region_tokens: false)")
         self._windows = query_windows(config, query_grid)  # None: every query reads every patch
         self.tokenizer = _with_pad(tokenizer)
         self.qformer_tokenizer = _with_pad(qformer_tokenizer or tokenizer)
@@ -111,8 +104,7 @@ class MTSTGenerator(nn.Module):
             q = torch.randn(1, config.num_query_tokens, config.qformer_config.hidden_size) * 0.02
             self.query_tokens = nn.Parameter(q)
             self.qformer = InstructBlipQFormerModel._from_config(config.qformer_config)
-            width = config.qformer_config.hidden_size * (3 if self.region_tokens else 1)  # 3: ref, target, joint
-            self.language_projection = nn.Linear(width, config.text_config.hidden_size)
+            self.language_projection = nn.Linear(config.qformer_config.hidden_size, config.text_config.hidden_size)
             self.language_model = AutoModelForCausalLM.from_config(config.text_config)
         else:  # the parts of a loaded InstructBlipForConditionalGeneration, shared, not copied
             self.vision_model = parts.vision_model
@@ -173,7 +165,6 @@ class MTSTGenerator(nn.Module):
             return cls(
                 ib, tokenizer, train_all=True if c.train_all is None else c.train_all, instruction=c.instruction,
                 query_grid=c.query_grid, joint_difference=c.joint_difference, interleave=c.interleave_prefix,
-                region_tokens=c.region_tokens,
             )
 
     @classmethod
@@ -350,16 +341,13 @@ class MTSTGenerator(nn.Module):
 
     def prefix_embeds(self, ref: ImageFeatures, tgt: ImageFeatures) -> torch.Tensor:
         """LLM input before the text: [proj(ref q); proj(tgt q); proj(joint q); instruction], [B, L, H]
-        (with ``interleave``, the queries region by region: ref q_0, tgt q_0, joint q_0, ref q_1, ...;
-        with ``region_tokens``, one token a region: proj([ref q_i; tgt q_i; joint q_i]))."""
+        (with ``interleave``, the queries region by region: ref q_0, tgt q_0, joint q_0, ref q_1, ...)."""
         seg = self.joint_segments.to(ref.patches.dtype)
         blocks = [ref.patches + seg[0], tgt.patches + seg[1]]
         if self.joint_difference:
             blocks.append(tgt.patches - ref.patches + seg[2])
         joint = self._qformer(torch.cat(blocks, dim=1), n_images=len(blocks))
-        if self.region_tokens:  # one token a region: proj([ref q_i; target q_i; joint q_i])
-            queries = torch.cat([ref.queries, tgt.queries, joint], dim=-1)
-        elif self.interleave:  # region by region: ref q_i, target q_i, joint q_i, ...
+        if self.interleave:  # region by region: ref q_i, target q_i, joint q_i, ...
             queries = torch.stack([ref.queries, tgt.queries, joint], dim=2).flatten(1, 2)
         else:
             queries = torch.cat([ref.queries, tgt.queries, joint], dim=1)

@@ -238,27 +238,6 @@ def test_interleave_orders_the_prefix_region_by_region(tokenizer, tmp_path):
     assert MTSTGenerator.from_pretrained(model.save_pretrained(tmp_path / "m")).interleave
 
 
-def test_region_tokens_make_one_llm_token_of_each_region(tokenizer, tmp_path):
-    from tests.generators.conftest import SMALL
-
-    model = MTSTGenerator.tiny(tokenizer, SMALL.model_copy(update={"region_tokens": True}), seed=0)
-    feats = model.encode_images(torch.randn(2, 3, 32, 32))
-    n, width = model.config.num_query_tokens, model.config.qformer_config.hidden_size
-    seen = []
-    model.language_projection.register_forward_hook(lambda mod, args, out: seen.append(args[0]))
-    with torch.no_grad():
-        prefix = model.prefix_embeds(feats[[0]], feats[[1]])
-    # the projection reads [ref q_i; target q_i; joint q_i] for each region i: one token a region
-    assert seen[0].shape == (1, n, 3 * width) and prefix.shape[1] == n + len(model.instruction_ids)
-    torch.testing.assert_close(seen[0][..., :width], feats[[0]].queries)
-    torch.testing.assert_close(seen[0][..., width : 2 * width], feats[[1]].queries)
-    loaded = MTSTGenerator.from_pretrained(model.save_pretrained(tmp_path / "m"))
-    assert loaded.region_tokens
-    with torch.no_grad():
-        torch.testing.assert_close(loaded.prefix_embeds(feats[[0]], feats[[1]]), prefix)
-    assert loaded.loss(feats[[0]], feats[[1]], ["make it red"]).isfinite()
-
-
 def test_set_dropout_acts_in_training_only_and_is_saved_with_the_model(tiny_model, tmp_path):
     model = tiny_model
     model.set_dropout(0.3)
