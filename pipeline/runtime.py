@@ -11,6 +11,7 @@ import itertools
 import logging
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator
 
@@ -184,13 +185,17 @@ class Runtime:
                                       num_cpus=cls.num_cpus, num_gpus=spec.gpus or None)
             if cls.stateful or spec.gpus:
                 size = spec.concurrency or cls.concurrency
-                if not self.ray_address:
-                    # The run's own Ray is one machine: a stage actor that crashed there would crash
-                    # again, and a stopped run resumes from its shards. No restarts also spares the
-                    # console Ray's false alarm about restartable actors (ray-project/ray#57733).
-                    kw["max_restarts"] = 0
-                ds = ds.map_batches(cls, fn_constructor_kwargs=spec.kwargs,
-                                    compute=ray.data.ActorPoolStrategy(size=size), **kw)
+                with warnings.catch_warnings():
+                    if not self.ray_address:
+                        # The run's own Ray is one machine: a stage actor that crashed there would crash
+                        # again, and a stopped run resumes from its shards. No restarts also spares the
+                        # console Ray's false alarm about restartable actors (ray-project/ray#57733).
+                        # Ray 2.60 (pinned) takes max_restarts only as a remote arg, which it calls
+                        # deprecated (to go in 2.64) while naming no replacement for it.
+                        kw["max_restarts"] = 0
+                        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+                    ds = ds.map_batches(cls, fn_constructor_kwargs=spec.kwargs,
+                                        compute=ray.data.ActorPoolStrategy(size=size), **kw)
             else:
                 ds = ds.map_batches(_TaskStage(spec), **kw)
         for batch in ds.iter_batches(batch_format="numpy", batch_size=None):

@@ -9,7 +9,7 @@ from tests.servers import prefect_env
 
 CHATTER = ("HTTP Request:", "Starting temporary server", "Beginning flow run", "Finished in state",
            "Running Dataset", "Total Progress", "Started a local Ray instance", "streaming_executor",
-           "constructor arguments in the object store")
+           "constructor arguments in the object store", "RayDeprecationWarning")
 
 
 def cirforge(*args, home) -> str:
