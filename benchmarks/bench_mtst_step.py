@@ -5,7 +5,7 @@ against the tiny defaults measured in the same run (the ratios are what a varian
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_mtst_step.py [--threads 1] [--steps 25]
 
 A pair step is what ``train_mtst`` does for one batch (renamed pairs rendered, both directions,
-backward, AdamW); a caption step is one stage-1 batch of 64 single scenes. Each figure is the
+backward, AdamW; without the gradient clipping); a caption step is one stage-1 batch of 64 scenes. Each figure is the
 median of ``--steps`` steps after 5 warm-up steps, on random weights (the cost does not depend on
 them). Record the CPU (``lscpu`` model and flags) beside the figures.
 """
