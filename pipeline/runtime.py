@@ -185,15 +185,15 @@ class Runtime:
                                       num_cpus=cls.num_cpus, num_gpus=spec.gpus or None)
             if cls.stateful or spec.gpus:
                 size = spec.concurrency or cls.concurrency
+                if not self.ray_address:
+                    # The run's own Ray is one machine: a stage actor that crashed there would crash
+                    # again, and a stopped run resumes from its shards. No restarts also spares the
+                    # console Ray's false alarm about restartable actors (ray-project/ray#57733).
+                    kw["max_restarts"] = 0
                 with warnings.catch_warnings():
-                    if not self.ray_address:
-                        # The run's own Ray is one machine: a stage actor that crashed there would crash
-                        # again, and a stopped run resumes from its shards. No restarts also spares the
-                        # console Ray's false alarm about restartable actors (ray-project/ray#57733).
-                        # Ray 2.60 (pinned) takes max_restarts only as a remote arg, which it calls
-                        # deprecated (to go in 2.64) while naming no replacement for it.
-                        kw["max_restarts"] = 0
-                        warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
+                    # Ray 2.60 (pinned) takes max_restarts only as a remote arg, which it calls
+                    # deprecated (to go in 2.64) while naming no replacement for it.
+                    warnings.filterwarnings("ignore", message="`ray_remote_args` is deprecated")
                     ds = ds.map_batches(cls, fn_constructor_kwargs=spec.kwargs,
                                         compute=ray.data.ActorPoolStrategy(size=size), **kw)
             else:
